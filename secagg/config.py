@@ -33,6 +33,7 @@ class DataSection:
     clients: int = 10
     test_fraction: float = 0.2  # held-out global test set, evaluation only
     val_fraction: float = 0.1  # per-client validation split
+    standardize: str = "site"  # site (each site its own statistics) | global (pooled) | none
     synthetic_samples: int = 2000
     synthetic_features: int = 20
     synthetic_classes: int = 2
