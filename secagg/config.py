@@ -7,7 +7,17 @@ can trust a :class:`Config` it is handed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import json
+import math
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from secagg.errors import ConfigError
 
 
 @dataclass
@@ -104,3 +114,278 @@ class Config:
     privacy: PrivacySection = field(default_factory=PrivacySection)
     protection: ProtectionSection = field(default_factory=ProtectionSection)
     aggregation: AggregationSection = field(default_factory=AggregationSection)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+# --------------------------------------------------------------------------------------------
+
+_SECTIONS: dict[str, type] = {
+    "run": RunSection,
+    "data": DataSection,
+    "model": ModelSection,
+    "training": TrainingSection,
+    "privacy": PrivacySection,
+    "protection": ProtectionSection,
+    "aggregation": AggregationSection,
+}
+
+# Allowed values of the string options; one table so the docs, errors and checks agree.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.dataset": ("breast_cancer", "digits", "synthetic", "csv"),
+    "data.partition": ("iid", "dirichlet", "site"),
+    "data.standardize": ("site", "global", "none"),
+    "model.name": ("logreg", "mlp", "cnn"),
+    "training.optimizer": ("sgd", "adam"),
+    "privacy.mode": ("none", "local-dp"),
+    "privacy.accountant": ("rdp", "prv"),
+    "protection.mode": ("none", "secagg", "secagg+"),
+    "aggregation.rule": ("fedavg",),
+}
+
+PHASES_WITH_DROPOUT = ("advertise_keys", "share_keys", "masked_input", "unmasking")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check ``value`` against the annotated type; ints are accepted where floats are expected."""
+    origin = get_origin(tp)
+    if origin in (UnionType, Union):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(key, value, option)
+            except ConfigError:
+                continue
+        names = " or ".join(_type_name(o) for o in options if o is not type(None))
+        raise ConfigError(f"{key}: expected {names}, got {type(value).__name__} {value!r}")
+    if origin is list:
+        (item_tp,) = get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        return [_coerce(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    # Reaching here is a bug in this module (an unsupported annotation), not bad user input.
+    raise TypeError(f"unsupported annotation {tp!r} for {key}")
+
+
+def _section_from_dict(name: str, raw: Any) -> Any:
+    cls = _SECTIONS[name]
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table of keys, got {type(raw).__name__}")
+    hints = get_type_hints(cls)
+    allowed = [f.name for f in fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in hints:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean '{name}.{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"unknown key '{name}.{key}'{hint}; allowed in [{name}]: {', '.join(allowed)}"
+            )
+        kwargs[key] = _coerce(f"{name}.{key}", value, hints[key])
+    return cls(**kwargs)
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> Config:
+    """Build and validate a :class:`Config` from parsed TOML (missing keys take defaults)."""
+    sections: dict[str, Any] = {}
+    for name, body in raw.items():
+        if name not in _SECTIONS:
+            close = difflib.get_close_matches(name, list(_SECTIONS), n=1)
+            hint = f" (did you mean [{close[0]}]?)" if close else ""
+            raise ConfigError(f"unknown section [{name}]{hint}; allowed: {', '.join(_SECTIONS)}")
+        sections[name] = _section_from_dict(name, body)
+    config = Config(**sections)
+    validate(config)
+    return config
+
+
+def _parse_override(item: str) -> tuple[str, str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value (e.g. privacy.mode=none), got {item!r}")
+    key, _, text = item.partition("=")
+    key = key.strip()
+    section, dot, name = key.partition(".")
+    if not dot or not section or not name:
+        raise ConfigError(f"--set key must be section.key (e.g. run.rounds), got {key!r}")
+    text = text.strip()
+    try:  # TOML value syntax: 3, 0.5, true, [64, 32], "text"
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text  # a bare word such as `secagg+` or `local-dp`
+    return section, name, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of parsed TOML with ``section.key=value`` overrides applied."""
+    merged: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for item in overrides:
+        section, name, value = _parse_override(item)
+        body = merged.setdefault(section, {})
+        if not isinstance(body, dict):
+            raise ConfigError(f"[{section}] must be a table of keys, got {type(body).__name__}")
+        body[name] = value
+    return merged
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load a TOML run configuration (or the defaults when ``path`` is None) and validate it."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not a UTF-8 text file") from None
+    return config_from_dict(apply_overrides(raw, overrides))
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate(config: Config) -> None:
+    """Range and consistency checks that types alone cannot express."""
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        _check(value in allowed, f"{key} = {value!r} is not one of: {', '.join(allowed)}")
+
+    run, data, model = config.run, config.data, config.model
+    _check(bool(run.name.strip()), "run.name must not be empty")
+    _check(
+        not any(c in run.name for c in "/\\") and run.name not in (".", ".."),
+        f"run.name = {run.name!r} names the results folder: no path separators",
+    )
+    _check(run.rounds >= 1, f"run.rounds must be >= 1, got {run.rounds}")
+    _check(run.seed >= 0, f"run.seed must be >= 0, got {run.seed}")
+
+    _check(
+        data.clients >= 0, f"data.clients must be >= 1 (or 0 = one per site), got {data.clients}"
+    )
+    _check(
+        data.clients >= 1 or data.partition == "site",
+        "data.clients = 0 (one client per site) needs data.partition = 'site'",
+    )
+    _check(data.alpha > 0, f"data.alpha must be > 0, got {data.alpha}")
+    _check(
+        0 < data.test_fraction < 1,
+        f"data.test_fraction must be in (0, 1), got {data.test_fraction}",
+    )
+    _check(
+        0 <= data.val_fraction < 1, f"data.val_fraction must be in [0, 1), got {data.val_fraction}"
+    )
+    _check(data.synthetic_samples >= 2, "data.synthetic_samples must be >= 2")
+    _check(data.synthetic_features >= 2, "data.synthetic_features must be >= 2")
+    _check(data.synthetic_classes >= 2, "data.synthetic_classes must be >= 2")
+    _check(
+        data.dataset != "csv" or bool(data.path),
+        "data.dataset = 'csv' needs data.path (a CSV file or a folder of CSV files)",
+    )
+    _check(
+        data.partition != "site" or data.dataset == "csv",
+        "data.partition = 'site' needs data.dataset = 'csv' (built-in datasets have no sites)",
+    )
+
+    _check(len(model.hidden) >= 1 or model.name != "mlp", "model.hidden must list >= 1 layer size")
+    _check(
+        all(h >= 1 for h in model.hidden), f"model.hidden sizes must be >= 1, got {model.hidden}"
+    )
+
+    tr = config.training
+    _check(tr.local_epochs >= 1, f"training.local_epochs must be >= 1, got {tr.local_epochs}")
+    _check(tr.batch_size >= 1, f"training.batch_size must be >= 1, got {tr.batch_size}")
+    _check(tr.lr > 0, f"training.lr must be > 0, got {tr.lr}")
+    _check(0 <= tr.momentum < 1, f"training.momentum must be in [0, 1), got {tr.momentum}")
+
+    pr = config.privacy
+    if pr.target_epsilon is not None:
+        _check(
+            pr.target_epsilon > 0, f"privacy.target_epsilon must be > 0, got {pr.target_epsilon}"
+        )
+    if pr.noise_multiplier is not None:
+        _check(
+            pr.noise_multiplier > 0,
+            f"privacy.noise_multiplier must be > 0, got {pr.noise_multiplier}",
+        )
+    _check(0 < pr.delta < 1, f"privacy.delta must be in (0, 1), got {pr.delta}")
+    _check(pr.max_grad_norm > 0, f"privacy.max_grad_norm must be > 0, got {pr.max_grad_norm}")
+    if pr.mode == "local-dp":
+        _check(
+            (pr.target_epsilon is None) != (pr.noise_multiplier is None),
+            "privacy.mode = 'local-dp' needs exactly one of privacy.target_epsilon "
+            "or privacy.noise_multiplier",
+        )
+
+    pt = config.protection
+    _check(
+        pt.neighbors >= 0, f"protection.neighbors must be >= 0 (0 = automatic), got {pt.neighbors}"
+    )
+    _check(pt.threshold > 0, f"protection.threshold must be > 0, got {pt.threshold}")
+    _check(
+        pt.threshold < 1 or pt.threshold == int(pt.threshold),
+        f"protection.threshold must be a fraction < 1 or a whole count, got {pt.threshold}",
+    )
+    _check(2 <= pt.bits <= 64, f"protection.bits must be in 2..64, got {pt.bits}")
+    _check(pt.clip_range > 0, f"protection.clip_range must be > 0, got {pt.clip_range}")
+    _check(0 <= pt.dropout < 1, f"protection.dropout must be in [0, 1), got {pt.dropout}")
+    for phase in pt.dropout_phases:
+        _check(
+            phase in PHASES_WITH_DROPOUT,
+            f"protection.dropout_phases: {phase!r} is not one of {', '.join(PHASES_WITH_DROPOUT)}",
+        )
+    _check(
+        pt.mode != "secagg" or pt.neighbors == 0,
+        "protection.neighbors applies to mode 'secagg+' (plain 'secagg' uses every other client)",
+    )
+
+    ag = config.aggregation
+    _check(ag.server_lr > 0, f"aggregation.server_lr must be > 0, got {ag.server_lr}")
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain nested dict (for JSON output); None values are kept."""
+    return asdict(config)
+
+
+def config_to_toml(config: Config) -> str:
+    """Serialise to TOML that :func:`load_config` reads back to an equal Config."""
+    lines: list[str] = []
+    for name, body in asdict(config).items():
+        lines.append(f"[{name}]")
+        for key, value in body.items():
+            if value is None:
+                continue  # TOML has no null: an absent key means "unset"
+            lines.append(f"{key} = {json.dumps(value)}")
+        lines.append("")
+    return "\n".join(lines)

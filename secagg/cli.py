@@ -1,0 +1,209 @@
+"""The ``secagg`` command. Every subcommand is a thin shell over a library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from secagg.errors import ConfigError, SecAggError
+
+_SIMULATE_HELP = """\
+Run a federated training simulation described by a TOML config, e.g.
+
+  secagg simulate examples/hospitals.toml
+  secagg simulate examples/hospitals.toml --set privacy.mode=none --set run.rounds=5
+
+Writes results/<run.name>/ (metrics.json, config.toml, accuracy.png, epsilon.png) and prints
+the final test accuracy and each client's privacy budget ε. Any key can be overridden with
+--set section.key=value (TOML syntax for the value: 3, 0.5, true, [64, 32], "text").
+"""
+
+_PRIVACY_HELP = """\
+Differential-privacy calculator for DP-SGD (Opacus accountants).
+
+Give the sampling either as --sample-rate and --steps, or as --samples, --batch-size and
+--epochs (then q = batch/samples and steps = epochs / q). Then either:
+  --noise-multiplier S   -> prints the ε spent, or
+  --target-epsilon E     -> prints the smallest noise multiplier σ that stays within ε.
+
+  secagg privacy --samples 5000 --batch-size 64 --epochs 20 --noise-multiplier 1.1
+  secagg privacy --sample-rate 0.01 --steps 2000 --target-epsilon 3 --delta 1e-5
+"""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="secagg",
+        description="Privacy-hardened federated learning: DP-SGD, secure aggregation, "
+        "an auditable ledger.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sim = sub.add_parser(
+        "simulate",
+        help="run a federated simulation from a TOML config",
+        description=_SIMULATE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sim.add_argument("config", help="path to a TOML run configuration (see examples/)")
+    sim.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set privacy.target_epsilon=2 (repeatable)",
+    )
+    sim.add_argument(
+        "--output-dir",
+        help="results folder (default: <run.output_dir>/<run.name>, suffixed -2, -3... "
+        "rather than overwrite an earlier run)",
+    )
+    sim.add_argument("--no-progress", action="store_true", help="do not draw progress bars")
+
+    priv = sub.add_parser(
+        "privacy",
+        help="ε for a noise multiplier, or the noise multiplier for a target ε",
+        description=_PRIVACY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    priv.add_argument("--sample-rate", type=float, help="Poisson sampling rate q in (0, 1]")
+    priv.add_argument("--steps", type=int, help="number of DP-SGD steps")
+    priv.add_argument("--samples", type=int, help="training set size (with --batch-size)")
+    priv.add_argument("--batch-size", type=int, help="expected batch size")
+    priv.add_argument("--epochs", type=float, help="passes over the data (with --samples)")
+    priv.add_argument("--delta", type=float, default=1e-5, help="δ (default 1e-5)")
+    priv.add_argument("--accountant", choices=["rdp", "prv"], default="rdp")
+    which = priv.add_mutually_exclusive_group(required=True)
+    which.add_argument("--noise-multiplier", type=float, help="σ: prints the ε spent")
+    which.add_argument("--target-epsilon", type=float, help="ε: prints the σ needed")
+    priv.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _version() -> str:
+    from secagg import __version__
+
+    return f"secagg {__version__}"
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from secagg.config import load_config
+    from secagg.simulation import run_simulation
+    from secagg.simulation.results import unique_run_dir
+
+    config = load_config(args.config, args.overrides)
+    out = (
+        Path(args.output_dir)
+        if args.output_dir
+        else unique_run_dir(config.run.output_dir, config.run.name)
+    )
+    console = Console(stderr=False)
+    console.print(
+        f"[bold]{config.run.name}[/]: {config.data.dataset}, {config.data.clients or 'per-site'} "
+        f"clients, {config.run.rounds} rounds, model {config.model.name}, privacy "
+        f"{config.privacy.mode}, protection {config.protection.mode}"
+    )
+    result = run_simulation(config, output_dir=out, progress=not args.no_progress)
+
+    final = result.final
+    table = Table(title="privacy spent per client", show_lines=False)
+    table.add_column("client")
+    table.add_column("train samples", justify="right")
+    table.add_column("σ", justify="right")
+    table.add_column("ε", justify="right")
+    for info in result.clients:
+        eps = final["epsilon"].get(info.name)
+        table.add_row(
+            info.name,
+            str(info.train_samples),
+            f"{info.noise_multiplier:.3f}" if info.noise_multiplier is not None else "-",
+            f"{eps:.3f}" if eps is not None else "∞ (no DP)",
+        )
+    console.print(table)
+    auc = f", AUC {final['auc']:.4f}" if final.get("auc") is not None else ""
+    eps_line = ""
+    if final["max_epsilon"] is not None:
+        eps_line = f"; max ε {final['max_epsilon']:.3f} at δ = {config.privacy.delta:g}"
+    console.print(
+        f"final test accuracy [bold]{final['accuracy']:.4f}[/]{auc}{eps_line}"
+        + (f"; {final['aborted_rounds']} aborted round(s)" if final["aborted_rounds"] else "")
+    )
+    console.print(f"results: {out}")
+    return 0
+
+
+def _cmd_privacy(args: argparse.Namespace) -> int:
+    from secagg.privacy import epsilon_for, noise_for
+
+    if args.sample_rate is not None or args.steps is not None:
+        if args.sample_rate is None or args.steps is None:
+            raise ConfigError("give both --sample-rate and --steps")
+        q, steps = args.sample_rate, args.steps
+    elif None not in (args.samples, args.batch_size, args.epochs):
+        if args.samples <= 0 or args.batch_size <= 0 or args.epochs <= 0:
+            raise ConfigError("--samples, --batch-size and --epochs must be > 0")
+        q = min(1.0, args.batch_size / args.samples)
+        steps = max(1, math.ceil(args.epochs / q))
+    else:
+        raise ConfigError(
+            "give the sampling: --sample-rate and --steps, or --samples, --batch-size and --epochs"
+        )
+    out: dict[str, float | int | str] = {
+        "sample_rate": q,
+        "steps": steps,
+        "delta": args.delta,
+        "accountant": args.accountant,
+    }
+    if args.noise_multiplier is not None:
+        eps = epsilon_for(
+            noise_multiplier=args.noise_multiplier,
+            sample_rate=q,
+            steps=steps,
+            delta=args.delta,
+            accountant=args.accountant,
+        )
+        out |= {"noise_multiplier": args.noise_multiplier, "epsilon": eps}
+        text = f"ε = {eps:.4f} (σ = {args.noise_multiplier:g}, q = {q:.4g}, steps = {steps}"
+    else:
+        sigma = noise_for(
+            target_epsilon=args.target_epsilon,
+            delta=args.delta,
+            sample_rate=q,
+            steps=steps,
+            accountant=args.accountant,
+        )
+        out |= {"target_epsilon": args.target_epsilon, "noise_multiplier": sigma}
+        text = f"σ = {sigma:.4f} for ε ≤ {args.target_epsilon:g} (q = {q:.4g}, steps = {steps}"
+    text += f", δ = {args.delta:g}, {args.accountant.upper()} accountant)"
+    print(json.dumps(out) if args.json else text)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handlers = {"simulate": _cmd_simulate, "privacy": _cmd_privacy}
+    try:
+        return handlers[args.command](args)
+    except SecAggError as exc:
+        print(f"secagg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("secagg: interrupted (results of finished rounds are kept)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
