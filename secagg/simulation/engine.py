@@ -38,6 +38,7 @@ class ClientInfo:
     val_samples: int
     noise_multiplier: float | None
     sample_rate: float
+    steps_per_round: int
 
 
 @dataclass
@@ -162,6 +163,7 @@ def run_simulation(
             val_samples=len(c.y_val),
             noise_multiplier=t.noise_multiplier,
             sample_rate=t.sample_rate,
+            steps_per_round=t.steps_per_round,
         )
         for c, t in zip(data.clients, trainers, strict=True)
     ]

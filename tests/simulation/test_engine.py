@@ -40,20 +40,19 @@ def test_without_dp_the_hospitals_reach_95_percent() -> None:
 def test_reported_epsilon_is_the_accountants_and_within_target() -> None:
     cfg = _hospitals("run.rounds=5", "privacy.target_epsilon=2.0")
     result = run_simulation(cfg)
-    steps_so_far: dict[str, int] = {}
     for record in result.rounds:
         for info in result.clients:
             assert info.noise_multiplier is not None
             eps = record.epsilon[info.name]
             assert eps is not None and eps <= 2.0
     # After the last round, ε is exactly what Opacus' RDP accountant gives for σ, q and the
-    # number of steps a Poisson-sampled epoch takes, summed over rounds.
+    # number of steps Opacus counts for a Poisson-sampled epoch (⌊n / batch⌋), over all rounds.
     for info in result.clients:
-        steps_so_far[info.name] = 0
+        assert info.steps_per_round == max(1, info.train_samples // cfg.training.batch_size)
         final = result.final["epsilon"][info.name]
         assert final is not None and final > 0
         assert info.noise_multiplier is not None
-        steps = round(1 / info.sample_rate) * cfg.training.local_epochs * cfg.run.rounds
+        steps = info.steps_per_round * cfg.training.local_epochs * cfg.run.rounds
         expected = epsilon_for(
             noise_multiplier=info.noise_multiplier,
             sample_rate=info.sample_rate,

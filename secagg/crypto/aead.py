@@ -1,0 +1,53 @@
+"""AES-GCM authenticated encryption of the Shamir shares a client sends through the server.
+
+The server relays every share, so each one is encrypted for its recipient and bound to its
+context through the associated data (round, sender, recipient): a ciphertext moved to another
+round or pair fails to decrypt. Output format: ``nonce (12 bytes) || ciphertext || tag (16)``.
+A random 96-bit nonce is safe here because each key encrypts only a handful of messages.
+
+Authentication failure raises :class:`~secagg.errors.TamperedMessageError` (a ProtocolError)
+rather than a bare CryptoError: a ciphertext that does not verify is, by definition, a
+tampered message, and protocol code can then ignore it like any other offending message.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from secagg.errors import CryptoError, TamperedMessageError
+
+NONCE_BYTES = 12
+TAG_BYTES = 16
+OVERHEAD = NONCE_BYTES + TAG_BYTES
+_KEY_SIZES = (16, 24, 32)
+
+
+def _cipher(key: bytes) -> AESGCM:
+    if len(key) not in _KEY_SIZES:
+        raise CryptoError(f"AES-GCM keys are 16, 24 or 32 bytes, got {len(key)}")
+    return AESGCM(key)
+
+
+def encrypt(key: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+    """Encrypt and authenticate ``plaintext``; ``associated_data`` is authenticated, not sent."""
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + _cipher(key).encrypt(nonce, plaintext, associated_data)
+
+
+def decrypt(key: bytes, sealed: bytes, associated_data: bytes) -> bytes:
+    """Inverse of :func:`encrypt`; raises TamperedMessageError unless everything verifies."""
+    cipher = _cipher(key)
+    if len(sealed) < OVERHEAD:
+        raise TamperedMessageError(
+            f"AES-GCM ciphertext is {len(sealed)} bytes, shorter than nonce + tag ({OVERHEAD})"
+        )
+    try:
+        return cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], associated_data)
+    except InvalidTag as exc:
+        raise TamperedMessageError(
+            "AES-GCM authentication failed: the ciphertext was modified, or it belongs to "
+            "another round, sender or recipient"
+        ) from exc

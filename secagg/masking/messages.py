@@ -1,0 +1,425 @@
+"""The messages of one masking round and their compact binary encoding.
+
+Every message starts with the same 18-byte header, ``version u8 | type u8 | round u64 |
+sender u64`` (big-endian), so a receiver can reject a wrong round or sender before parsing the
+body. Bodies are fixed-width integers, raw keys, length-prefixed ciphertexts and raw
+little-endian arrays: no pickle, nothing that executes or allocates on the sender's say-so.
+Id-keyed tables are encoded in strictly increasing id order, which makes every encoding
+canonical and rules out duplicates. Anything that does not parse exactly (wrong type, short,
+trailing bytes, duplicate or unsorted ids, out-of-range values) raises
+:class:`~secagg.errors.TamperedMessageError`.
+
+Server -> client: AdvertiseKeysRequest, KeyDirectory, ShareDelivery, UnmaskingRequest.
+Client -> server: AdvertiseKeys, ShareKeys, MaskedInput, UnmaskingResponse.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Self, TypeVar
+
+import numpy as np
+
+from secagg.crypto import prg, shamir
+from secagg.crypto.agreement import KEY_BYTES
+from secagg.errors import SecAggError, TamperedMessageError
+from secagg.masking.params import ADVERTISE_KEYS, MASKED_INPUT, SHARE_KEYS, UNMASKING
+
+VERSION = 1
+DIGEST_BYTES = 32
+_HEADER = struct.Struct(">BBQQ")
+_U8 = struct.Struct(">B")
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+
+_T = TypeVar("_T")
+
+
+class _Reader:
+    """Bounds-checked cursor over an encoded message; every failure is a TamperedMessageError."""
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self.data = data
+        self.what = what
+        self.pos = 0
+
+    def fail(self, reason: str) -> TamperedMessageError:
+        return TamperedMessageError(f"malformed {self.what} message: {reason}")
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > len(self.data):
+            raise self.fail(f"truncated ({len(self.data)} bytes, needs at least {end})")
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def u8(self) -> int:
+        return int(_U8.unpack(self.take(1))[0])
+
+    def u32(self) -> int:
+        return int(_U32.unpack(self.take(4))[0])
+
+    def u64(self) -> int:
+        return int(_U64.unpack(self.take(8))[0])
+
+    def count(self, min_entry_bytes: int) -> int:
+        """A u32 entry count, refused if the remaining bytes cannot possibly hold it."""
+        n = self.u32()
+        if n * min_entry_bytes > len(self.data) - self.pos:
+            raise self.fail(f"claims {n} entries, more than the message can hold")
+        return n
+
+    def table(self, read_value: Callable[[], _T], value_bytes: int) -> dict[int, _T]:
+        """``count u32 | (id u64 | value)*`` with strictly increasing ids."""
+        table: dict[int, _T] = {}
+        last = -1
+        for _ in range(self.count(8 + value_bytes)):
+            key = self.u64()
+            if key <= last:
+                raise self.fail("entry ids are duplicated or out of order")
+            last = key
+            table[key] = read_value()
+        return table
+
+    def ids(self) -> tuple[int, ...]:
+        n = self.count(8)
+        values = struct.unpack(f">{n}Q", self.take(8 * n))
+        if any(b <= a for a, b in itertools.pairwise(values)):
+            raise self.fail("id list is not strictly increasing")
+        return tuple(values)
+
+    def array(self, dtype: np.dtype, count: int) -> np.ndarray:
+        """A read-only view of ``count`` words straight from the message bytes (no copy)."""
+        nbytes = count * dtype.itemsize
+        if self.pos + nbytes > len(self.data):
+            raise self.fail(f"truncated ({len(self.data)} bytes, needs {self.pos + nbytes})")
+        words = np.frombuffer(self.data, dtype=dtype, count=count, offset=self.pos)
+        self.pos += nbytes
+        return words
+
+    def blob(self) -> bytes:
+        return self.take(self.u32())
+
+    def finish(self) -> None:
+        if self.pos != len(self.data):
+            raise self.fail(f"{len(self.data) - self.pos} unexpected trailing bytes")
+
+
+def _table(entries: Mapping[int, bytes]) -> bytes:
+    parts = [_U32.pack(len(entries))]
+    for key in sorted(entries):
+        parts += [_U64.pack(key), entries[key]]
+    return b"".join(parts)
+
+
+def _blob_table(entries: Mapping[int, bytes]) -> bytes:
+    return _table({k: _U32.pack(len(v)) + v for k, v in entries.items()})
+
+
+def _ids(values: tuple[int, ...]) -> bytes:
+    ordered = sorted(set(values))
+    return _U32.pack(len(ordered)) + struct.pack(f">{len(ordered)}Q", *ordered)
+
+
+@dataclass(frozen=True)
+class Message:
+    """Common header of every message: which round, and who sent it."""
+
+    TYPE: ClassVar[int] = 0
+    PHASE: ClassVar[str] = ""
+
+    round_id: int
+    sender: int
+
+    def _body(self) -> bytes | list[bytes | memoryview]:
+        raise NotImplementedError
+
+    @classmethod
+    def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        try:
+            header = _HEADER.pack(VERSION, self.TYPE, self.round_id, self.sender)
+        except struct.error as exc:
+            raise TamperedMessageError(
+                f"cannot encode {type(self).__name__}: round and sender must be in [0, 2^64)"
+            ) from exc
+        body = self._body()
+        # Large bodies come as a list of buffers so the payload is copied exactly once.
+        return b"".join([header, *body]) if isinstance(body, list) else header + body
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Decode a message of exactly this type."""
+        message = decode_message(data)
+        if not isinstance(message, cls):
+            raise TamperedMessageError(
+                f"expected a {cls.__name__} message, got {type(message).__name__}"
+            )
+        return message
+
+
+@dataclass(frozen=True)
+class PublicKeys:
+    """A client's two advertised X25519 public keys (raw 32-byte encodings)."""
+
+    encryption: bytes  # c_u^PK: agreements key the AES-GCM share encryption
+    masking: bytes  # s_u^PK: agreements seed the pairwise masks
+
+    def to_bytes(self) -> bytes:
+        return self.encryption + self.masking
+
+    @classmethod
+    def read(cls, reader: _Reader) -> PublicKeys:
+        return cls(reader.take(KEY_BYTES), reader.take(KEY_BYTES))
+
+
+# ---- server -> client ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdvertiseKeysRequest(Message):
+    """Opens the round; ``params_digest`` lets the client check it runs the server's round."""
+
+    TYPE: ClassVar[int] = 1
+    PHASE: ClassVar[str] = ADVERTISE_KEYS
+
+    recipient: int
+    params_digest: bytes
+
+    def _body(self) -> bytes:
+        if len(self.params_digest) != DIGEST_BYTES:
+            raise TamperedMessageError(f"params_digest must be {DIGEST_BYTES} bytes")
+        return _U64.pack(self.recipient) + self.params_digest
+
+    @classmethod
+    def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
+        return cls(round_id, sender, reader.u64(), reader.take(DIGEST_BYTES))
+
+
+@dataclass(frozen=True)
+class KeyDirectory(Message):
+    """The public keys of the recipient's neighbours that advertised them."""
+
+    TYPE: ClassVar[int] = 3
+    PHASE: ClassVar[str] = SHARE_KEYS
+
+    recipient: int
+    keys: Mapping[int, PublicKeys]
+
+    def _body(self) -> bytes:
+        for keys in self.keys.values():
+            if len(keys.encryption) != KEY_BYTES or len(keys.masking) != KEY_BYTES:
+                raise TamperedMessageError(f"public keys must be {KEY_BYTES} bytes")
+        return _U64.pack(self.recipient) + _table({c: k.to_bytes() for c, k in self.keys.items()})
+
+    @classmethod
+    def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
+        recipient = reader.u64()
+        return cls(round_id, sender, recipient, reader.table(lambda: PublicKeys.read(reader), 64))
+
+
+@dataclass(frozen=True)
+class ShareDelivery(Message):
+    """The encrypted share bundles that the recipient's neighbours addressed to it."""
+
+    TYPE: ClassVar[int] = 5
+    PHASE: ClassVar[str] = MASKED_INPUT
+
+    recipient: int
+    ciphertexts: Mapping[int, bytes]  # sender -> AES-GCM(b-share || s-share)
+
+    def _body(self) -> bytes:
+        return _U64.pack(self.recipient) + _blob_table(self.ciphertexts)
+
+    @classmethod
+    def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
+        recipient = reader.u64()
+        return cls(round_id, sender, recipient, reader.table(reader.blob, 4))
+
+
+@dataclass(frozen=True)
+class UnmaskingRequest(Message):
+    """Which of the recipient's neighbours survived (reveal b-shares) or dropped (s-shares).
+
+    Only the recipient's own neighbourhood is listed, so the request stays O(k) in SecAgg+;
+    ``survivor_count`` is the global number of masked inputs, checked against t.
+    """
+
+    TYPE: ClassVar[int] = 7
+    PHASE: ClassVar[str] = UNMASKING
+
+    recipient: int
+    survivor_count: int
+    survivors: tuple[int, ...]
+    dropped: tuple[int, ...]
+
+    def _body(self) -> bytes:
+        head = _U64.pack(self.recipient) + _U64.pack(self.survivor_count)
+        return head + _ids(self.survivors) + _ids(self.dropped)
+
+    @classmethod
+    def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
+        recipient, count = reader.u64(), reader.u64()
+        survivors = reader.ids()
+        return cls(round_id, sender, recipient, count, survivors, reader.ids())
+
+
+# ---- client -> server ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdvertiseKeys(Message):
+    """A client's fresh public keys for this round."""
+
+    TYPE: ClassVar[int] = 2
+    PHASE: ClassVar[str] = ADVERTISE_KEYS
+
+    keys: PublicKeys
+
+    def _body(self) -> bytes:
+        if len(self.keys.encryption) != KEY_BYTES or len(self.keys.masking) != KEY_BYTES:
+            raise TamperedMessageError(f"public keys must be {KEY_BYTES} bytes")
+        return self.keys.to_bytes()
+
+    @classmethod
+    def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
+        return cls(round_id, sender, PublicKeys.read(reader))
+
+
+@dataclass(frozen=True)
+class ShareKeys(Message):
+    """One encrypted share bundle per neighbour, for the server to route."""
+
+    TYPE: ClassVar[int] = 4
+    PHASE: ClassVar[str] = SHARE_KEYS
+
+    ciphertexts: Mapping[int, bytes]  # recipient -> AES-GCM(b-share || s-share)
+
+    def _body(self) -> bytes:
+        return _blob_table(self.ciphertexts)
+
+    @classmethod
+    def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
+        return cls(round_id, sender, reader.table(reader.blob, 4))
+
+
+@dataclass(frozen=True, eq=False)
+class MaskedInput(Message):
+    """y_u = x_u + PRG(b_u) + sum_v +-PRG(s_uv) mod 2^bits, as raw little-endian words."""
+
+    TYPE: ClassVar[int] = 6
+    PHASE: ClassVar[str] = MASKED_INPUT
+
+    bits: int
+    masked: np.ndarray
+
+    def _body(self) -> list[bytes | memoryview]:
+        dtype = _word_dtype(self.bits)
+        words = np.ascontiguousarray(self.masked, dtype=dtype)
+        if words.ndim != 1:
+            raise TamperedMessageError("a masked input is a 1-D vector")
+        return [_U8.pack(self.bits) + _U64.pack(words.size), words.data.cast("B")]
+
+    @classmethod
+    def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
+        bits, dim = reader.u8(), reader.u64()
+        try:
+            dtype = _word_dtype(bits)
+        except TamperedMessageError as exc:
+            raise reader.fail(str(exc)) from None
+        masked = reader.array(dtype, dim)
+        if bits not in (32, 64) and masked.size and int(masked.max()) >> bits:
+            raise reader.fail(f"values do not fit in {bits} bits")
+        return cls(round_id, sender, bits, masked)
+
+
+@dataclass(frozen=True)
+class UnmaskingResponse(Message):
+    """Share values the sender holds: of survivors' b_u, and of dropped neighbours' s_u^SK.
+
+    The x-coordinate of every share is implied by the sender, so only y travels.
+    """
+
+    TYPE: ClassVar[int] = 8
+    PHASE: ClassVar[str] = UNMASKING
+
+    seed_shares: Mapping[int, bytes]  # owner -> share of b_owner (survivors)
+    key_shares: Mapping[int, bytes]  # owner -> share of s_owner^SK (dropped)
+
+    def _body(self) -> bytes:
+        for value in (*self.seed_shares.values(), *self.key_shares.values()):
+            if len(value) != shamir.VALUE_BYTES:
+                raise TamperedMessageError(f"share values are {shamir.VALUE_BYTES} bytes")
+        return _table(self.seed_shares) + _table(self.key_shares)
+
+    @classmethod
+    def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
+        def value() -> bytes:
+            return reader.take(shamir.VALUE_BYTES)
+
+        seeds = reader.table(value, shamir.VALUE_BYTES)
+        return cls(round_id, sender, seeds, reader.table(value, shamir.VALUE_BYTES))
+
+
+def _word_dtype(bits: int) -> np.dtype:
+    try:
+        return prg.word_dtype(bits)
+    except SecAggError as exc:
+        raise TamperedMessageError(str(exc)) from None
+
+
+ServerMessage = AdvertiseKeysRequest | KeyDirectory | ShareDelivery | UnmaskingRequest
+ClientMessage = AdvertiseKeys | ShareKeys | MaskedInput | UnmaskingResponse
+
+_TYPES: dict[int, type[Message]] = {
+    cls.TYPE: cls
+    for cls in (
+        AdvertiseKeysRequest,
+        AdvertiseKeys,
+        KeyDirectory,
+        ShareKeys,
+        ShareDelivery,
+        MaskedInput,
+        UnmaskingRequest,
+        UnmaskingResponse,
+    )
+}
+
+
+def decode_message(data: bytes) -> Message:
+    """Parse any message; raises TamperedMessageError unless the bytes are a valid encoding."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TamperedMessageError(f"messages are bytes, got {type(data).__name__}")
+    reader = _Reader(bytes(data), "secagg")
+    version, type_id, round_id, sender = _HEADER.unpack(reader.take(_HEADER.size))
+    if version != VERSION:
+        raise reader.fail(f"unsupported version {version} (this library speaks {VERSION})")
+    cls = _TYPES.get(type_id)
+    if cls is None:
+        raise reader.fail(f"unknown message type {type_id}")
+    reader.what = cls.__name__
+    message = cls._parse(reader, round_id, sender)
+    reader.finish()
+    return message
+
+
+def decode_server_message(data: bytes) -> ServerMessage:
+    """Parse a message a client may receive."""
+    message = decode_message(data)
+    if not isinstance(message, ServerMessage):
+        raise TamperedMessageError(f"{type(message).__name__} is not a server-to-client message")
+    return message
+
+
+def decode_client_message(data: bytes) -> ClientMessage:
+    """Parse a message the server may receive."""
+    message = decode_message(data)
+    if not isinstance(message, ClientMessage):
+        raise TamperedMessageError(f"{type(message).__name__} is not a client-to-server message")
+    return message

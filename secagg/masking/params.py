@@ -1,0 +1,258 @@
+"""Protocol constants and the public parameters of one masking round.
+
+Everything both sides must agree on lives here: phase names, the server's sender id, the
+parameters of a round (:class:`MaskingParams`), and the key-derivation contexts that bind every
+derived key to its round and client pair.
+
+Thresholds. ``t`` (``threshold``) is the least number of clients that must survive every phase;
+the server learns only sums of at least ``t`` inputs. It must be a strict majority (t > n/2).
+In SecAgg+ each client's secrets are Shamir-shared only within its neighbourhood (itself plus
+its ``k`` neighbours, ``k + 1`` holders), so reconstruction needs a per-neighbourhood threshold
+
+    t_s = ceil(t * (k + 1) / n)
+
+i.e. the same surviving fraction, locally. With the complete graph (k + 1 = n) this is exactly
+``t``: the original SecAgg. Because t > n/2, t_s > (k + 1)/2 as well: a holder answers at most
+one unmasking request and reveals either the self-mask share or the key share of a peer, never
+both, so even a server that tells different holders different stories about one client cannot
+gather t_s shares of both of its secrets.
+
+Degree. ``neighbors=0`` chooses ``k`` from n and the security parameter (Bell et al., "Secure
+Single-Server Aggregation with (Poly)Logarithmic Overhead", CCS 2020, which shows k = O(log n)
+suffices on a random Harary graph). Our concrete bound: the server learns partial sums only
+if the surviving clients' graph disconnects, which on the ring requires two disjoint runs of
+k/2 consecutive lost clients. If each client is lost (dropped or colluding) independently with
+probability at most rho, that happens with probability <= n^2 rho^k. Requiring <= 2^-sigma:
+
+    k = 2 * ceil((sigma + 2 log2 n) / (2 log2(1 / rho))),  rho = max(1 - t/n, 1/n),  sigma = 40
+
+capped at n - 1 (the complete graph). rho = 1 - t/n is the largest loss the round tolerates.
+E.g. t = 0.6 n: k = 42 for n = 100, 46 for n = 1000, 52 for n = 10^4. This is a union bound,
+not the paper's exact constants, and it assumes the seed is unpredictable when clients are
+chosen; it is deliberately conservative.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from numbers import Integral, Real
+
+import numpy as np
+
+from secagg.crypto import prg
+from secagg.crypto.kdf import derive_key, encode_context
+from secagg.errors import ProtocolError
+from secagg.masking.graph import NeighborGraph, harary_graph
+
+ADVERTISE_KEYS = "advertise_keys"
+SHARE_KEYS = "share_keys"
+MASKED_INPUT = "masked_input"
+UNMASKING = "unmasking"
+PHASES = (ADVERTISE_KEYS, SHARE_KEYS, MASKED_INPUT, UNMASKING)
+#: State of a party once the round is over (successfully or not).
+FINISHED = "finished"
+
+#: Sender id of the server; client ids are the non-negative integers below it.
+SERVER_ID = 2**64 - 1
+#: Statistical security parameter sigma of the automatic degree choice.
+SECURITY_BITS = 40
+#: Bits of the masked group are limited by the mask word (uint64).
+MAX_BITS = prg.MAX_BITS
+
+
+def auto_degree(n: int, threshold: int) -> int:
+    """The SecAgg+ degree for n clients and threshold t (formula in the module docstring)."""
+    rho = max(1 - threshold / n, 1 / n)
+    half = math.ceil((SECURITY_BITS + 2 * math.log2(n)) / (2 * math.log2(1 / rho)))
+    return min(2 * half, n - 1)
+
+
+def share_threshold(n: int, threshold: int, degree: int) -> int:
+    """Shares needed to reconstruct a secret shared among a neighbourhood of k + 1 holders."""
+    return -(-threshold * (degree + 1) // n)
+
+
+def _int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise ProtocolError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _resolve_threshold(threshold: float | int, n: int) -> int:
+    if isinstance(threshold, bool) or not isinstance(threshold, Real):
+        raise ProtocolError(f"threshold must be a fraction in (0, 1) or a count, got {threshold!r}")
+    if 0 < threshold < 1:
+        # round() first: 0.6 * 10 is 6.000000000000001 in binary floating point.
+        return math.ceil(round(float(threshold) * n, 9))
+    if threshold >= 1 and float(threshold).is_integer():
+        return int(threshold)
+    raise ProtocolError(
+        f"threshold must be a fraction in (0, 1) or a whole count >= 1, got {threshold!r}"
+    )
+
+
+@dataclass(frozen=True)
+class MaskingParams:
+    """The public parameters of one round; every client and the server hold the same copy.
+
+    Build it with :meth:`create`; direct construction takes the resolved values (absolute
+    threshold, explicit degree) and validates them the same way.
+    """
+
+    client_ids: tuple[int, ...]
+    dim: int
+    threshold: int
+    neighbors: int
+    bits: int = 32
+    round_id: int = 0
+    graph_seed: bytes = field(default=b"", repr=False)
+
+    @classmethod
+    def create(
+        cls,
+        client_ids: Iterable[int],
+        dim: int,
+        *,
+        threshold: float | int = 0.6,
+        neighbors: int = 0,
+        bits: int = 32,
+        round_id: int = 0,
+        graph_seed: bytes = b"",
+    ) -> MaskingParams:
+        """Resolve a fractional threshold and an automatic degree, then validate.
+
+        ``threshold < 1`` is a fraction of the clients (rounded up), ``>= 1`` a count;
+        ``neighbors = 0`` picks k = O(log n) (see the module docstring), ``n - 1`` gives the
+        complete graph of the original SecAgg.
+        """
+        ids = tuple(sorted(_int("client id", c) for c in client_ids))
+        n = len(ids)
+        if n < 2:
+            raise ProtocolError(f"secure aggregation needs at least 2 clients, got {n}")
+        t = _resolve_threshold(threshold, n)
+        k = _int("neighbors", neighbors)
+        if k == 0:
+            _check_threshold(t, n)
+            k = auto_degree(n, t)
+        return cls(ids, dim, t, k, bits, round_id, graph_seed)
+
+    def __post_init__(self) -> None:
+        ids = self.client_ids
+        if not isinstance(ids, tuple):
+            raise ProtocolError("client_ids must be a tuple (use MaskingParams.create)")
+        for c in ids:
+            if _int("client id", c) < 0 or c >= SERVER_ID:
+                raise ProtocolError(f"client ids must be integers in [0, 2^64 - 1), got {c}")
+        if list(ids) != sorted(set(ids)):
+            raise ProtocolError("client ids must be distinct (and sorted; use create())")
+        n = len(ids)
+        if n < 2:
+            raise ProtocolError(f"secure aggregation needs at least 2 clients, got {n}")
+        if _int("dim", self.dim) < 1:
+            raise ProtocolError(f"dim must be a positive integer, got {self.dim}")
+        _check_threshold(_int("threshold", self.threshold), n)
+        k = _int("neighbors", self.neighbors)
+        if not (k == n - 1 or (2 <= k < n - 1 and k % 2 == 0)):
+            raise ProtocolError(
+                f"neighbors must be even and in [2, {n - 2}], or {n - 1} for the complete graph "
+                f"(or 0 in create() to choose automatically); got {k}"
+            )
+        if not 1 <= _int("bits", self.bits) <= MAX_BITS:
+            raise ProtocolError(f"bits must be in [1, {MAX_BITS}], got {self.bits}")
+        if not 0 <= _int("round_id", self.round_id) < 2**64:
+            raise ProtocolError(f"round_id must be in [0, 2^64), got {self.round_id}")
+        if not isinstance(self.graph_seed, bytes):
+            raise ProtocolError(f"graph_seed must be bytes, got {type(self.graph_seed).__name__}")
+
+    @property
+    def n(self) -> int:
+        return len(self.client_ids)
+
+    @property
+    def share_threshold(self) -> int:
+        """t_s: shares needed per reconstruction (see the module docstring)."""
+        return share_threshold(self.n, self.threshold, self.neighbors)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Word type of inputs and masked vectors: uint32 for bits <= 32, else uint64."""
+        return prg.word_dtype(self.bits)
+
+    @cached_property
+    def members(self) -> frozenset[int]:
+        """The client ids as a set, for O(1) membership checks on every message."""
+        return frozenset(self.client_ids)
+
+    @cached_property
+    def graph(self) -> NeighborGraph:
+        return harary_graph(self.client_ids, self.neighbors, self.graph_seed, self.round_id)
+
+    @cached_property
+    def digest(self) -> bytes:
+        """SHA-256 of the parameters, so parties can check they run the same round."""
+        h = hashlib.sha256(
+            encode_context(
+                b"secagg/v1/params",
+                self.n,
+                self.dim,
+                self.threshold,
+                self.neighbors,
+                self.bits,
+                self.round_id,
+                len(self.graph_seed),
+            )
+        )
+        h.update(self.graph_seed)
+        h.update(b"".join(c.to_bytes(8, "big") for c in self.client_ids))
+        return h.digest()
+
+
+def _check_threshold(t: int, n: int) -> None:
+    if not n // 2 < t <= n:
+        raise ProtocolError(
+            f"threshold t = {t} must be a strict majority of the {n} clients "
+            f"({n // 2 + 1} <= t <= {n}): with t <= n/2 a server could gather both secrets "
+            "of one client from two disjoint halves of its share holders"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Key-derivation contexts. Client and server must derive identical keys, so both use these.
+# --------------------------------------------------------------------------------------------
+
+_SHARE_KEY = b"secagg/v1/share-encryption-key"
+_SHARE_AD = b"secagg/v1/share"
+_PAIR_MASK = b"secagg/v1/pair-mask"
+_SELF_MASK = b"secagg/v1/self-mask"
+
+
+def share_x(client_id: int) -> int:
+    """Shamir x-coordinate of a client's shares: never 0, where the secret sits."""
+    return client_id + 1
+
+
+def share_encryption_key(agreed: bytes, round_id: int, a: int, b: int) -> bytes:
+    """AES-256-GCM key for the shares exchanged between clients a and b in this round."""
+    lo, hi = min(a, b), max(a, b)
+    return derive_key(agreed, info=encode_context(_SHARE_KEY, round_id, lo, hi))
+
+
+def share_associated_data(round_id: int, sender: int, recipient: int) -> bytes:
+    """AES-GCM associated data: a share only decrypts in its own round and direction."""
+    return encode_context(_SHARE_AD, round_id, sender, recipient)
+
+
+def pair_mask_key(agreed: bytes, round_id: int, a: int, b: int) -> bytes:
+    """PRG key of the pairwise mask between a and b (symmetric in a, b; fresh per round)."""
+    lo, hi = min(a, b), max(a, b)
+    info = encode_context(_PAIR_MASK, round_id, lo, hi)
+    return derive_key(agreed, info=info, length=prg.KEY_BYTES)
+
+
+def self_mask_key(seed: bytes, round_id: int, client: int) -> bytes:
+    """PRG key of a client's self-mask, from its secret seed b_u."""
+    return derive_key(seed, info=encode_context(_SELF_MASK, round_id, client), length=prg.KEY_BYTES)

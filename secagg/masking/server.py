@@ -1,0 +1,395 @@
+"""The server side of SecAgg / SecAgg+ as a sans-I/O state machine.
+
+The server routes public keys and encrypted shares between neighbours, sums the masked
+inputs as they arrive, and finally removes the masks that do not cancel:
+
+- the self-mask PRG(b_u) of every survivor u, from b_u reconstructed out of its holders' shares;
+- the pairwise masks between each dropped client d (whose s_d^SK it reconstructs) and d's
+  surviving neighbours, which those survivors added but d never will.
+
+API: :meth:`MaskingServer.start` opens the round; :meth:`receive` takes each client message
+(invalid ones raise a ProtocolError subclass and change nothing); :meth:`close_phase` means
+"the deadline passed": whoever has not sent this phase's message is dropped, and the next
+phase's messages are returned, keyed by recipient. After ``unmasking`` closes, :attr:`result`
+holds the modular sum. Whenever fewer than t clients remain, or a neighbourhood keeps fewer
+than t_s share holders of a secret that must be recovered, :class:`BelowThresholdError` aborts
+the round before anything more is requested, and every collected value is discarded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from secagg.crypto import shamir
+from secagg.crypto.agreement import agree, key_pair_from_private_bytes, validate_public_key
+from secagg.crypto.prg import MaskGenerator
+from secagg.errors import (
+    BelowThresholdError,
+    CryptoError,
+    PhaseError,
+    ProtocolError,
+    ReplayError,
+    TamperedMessageError,
+    UnknownSenderError,
+    WrongRoundError,
+)
+from secagg.masking.client import BUNDLE_CIPHERTEXT_BYTES
+from secagg.masking.graph import NeighborGraph
+from secagg.masking.messages import (
+    AdvertiseKeys,
+    AdvertiseKeysRequest,
+    ClientMessage,
+    KeyDirectory,
+    MaskedInput,
+    PublicKeys,
+    ServerMessage,
+    ShareDelivery,
+    ShareKeys,
+    UnmaskingRequest,
+    UnmaskingResponse,
+)
+from secagg.masking.params import (
+    ADVERTISE_KEYS,
+    FINISHED,
+    MASKED_INPUT,
+    PHASES,
+    SERVER_ID,
+    SHARE_KEYS,
+    MaskingParams,
+    pair_mask_key,
+    self_mask_key,
+    share_x,
+)
+
+
+@dataclass(frozen=True)
+class UnmaskedSum:
+    """The outcome of a completed round: sum mod 2^bits of exactly the ``included`` inputs."""
+
+    total: np.ndarray
+    included: list[int]
+
+
+class MaskingServer:
+    """The aggregator's half of a masking round (one instance per round)."""
+
+    def __init__(self, params: MaskingParams) -> None:
+        self.params = params
+        self._graph = params.graph
+        self._phase = PHASES[0]
+        self._started = False
+        #: Clients still in the round entering the current phase.
+        self._active: set[int] = set(params.client_ids)
+        self._senders: dict[str, set[int]] = {phase: set() for phase in PHASES}
+        #: Clients that went silent at each closed phase.
+        self.dropped: dict[str, list[int]] = {}
+        self._keys: dict[int, PublicKeys] = {}
+        self._key_owner: dict[bytes, int] = {}
+        self._bundles: dict[int, Mapping[int, bytes]] = {}
+        self._sum: np.ndarray | None = None
+        self._survivors: frozenset[int] = frozenset()
+        self._to_recover: frozenset[int] = frozenset()  # dropped clients with masked neighbours
+        self._seed_shares: dict[int, dict[int, shamir.Share]] = {}  # owner -> holder -> share
+        self._key_shares: dict[int, dict[int, shamir.Share]] = {}
+        self._result: UnmaskedSum | None = None
+
+    @property
+    def phase(self) -> str:
+        """The phase whose client messages the server is collecting (``"finished"`` at the end)."""
+        return self._phase
+
+    @property
+    def result(self) -> UnmaskedSum:
+        if self._result is None:
+            raise PhaseError(f"the round has no result yet (server phase {self._phase!r})")
+        return self._result
+
+    # ---- driving the round -------------------------------------------------------------------
+
+    def start(self) -> dict[int, ServerMessage]:
+        """Open the round: ask every client for its public keys."""
+        if self._started:
+            raise PhaseError("the round was already started")
+        self._started = True
+        p = self.params
+        return {c: AdvertiseKeysRequest(p.round_id, SERVER_ID, c, p.digest) for c in p.client_ids}
+
+    def receive(self, message: ClientMessage) -> None:
+        """Accept one client message, or raise a ProtocolError subclass and ignore it."""
+        self._check_envelope(message)
+        if isinstance(message, AdvertiseKeys):
+            self._accept_keys(message)
+        elif isinstance(message, ShareKeys):
+            self._accept_bundles(message)
+        elif isinstance(message, MaskedInput):
+            self._accept_masked_input(message)
+        else:
+            self._accept_shares(message)
+        self._senders[message.PHASE].add(message.sender)
+
+    def close_phase(self) -> dict[int, ServerMessage]:
+        """Deadline passed: drop the silent clients and return the next phase's messages."""
+        if not self._started or self._phase == FINISHED:
+            raise PhaseError(f"no phase is open (server phase {self._phase!r})")
+        phase = self._phase
+        senders = self._senders[phase]
+        self.dropped[phase] = sorted(self._active - senders)
+        self._active = set(senders)
+        try:
+            self._require(len(senders), self.params.threshold, f"clients at {phase}")
+            if phase == ADVERTISE_KEYS:
+                outgoing: dict[int, ServerMessage] = dict(self._key_directories())
+            elif phase == SHARE_KEYS:
+                outgoing = dict(self._share_deliveries())
+            elif phase == MASKED_INPUT:
+                outgoing = dict(self._unmasking_requests())
+            else:
+                self._result = self._unmask()
+                outgoing = {}
+        except (BelowThresholdError, CryptoError):
+            self._abort()
+            raise
+        index = PHASES.index(phase) + 1
+        self._phase = PHASES[index] if index < len(PHASES) else FINISHED
+        return outgoing
+
+    # ---- validation --------------------------------------------------------------------------
+
+    def _check_envelope(self, message: ClientMessage) -> None:
+        if not isinstance(message, ClientMessage):
+            raise TamperedMessageError(f"{type(message).__name__} is not a client message")
+        name, sender = type(message).__name__, message.sender
+        if message.round_id != self.params.round_id:
+            raise WrongRoundError(
+                f"{name} from client {sender} is for round {message.round_id}, the server is in "
+                f"round {self.params.round_id}; messages are never reused across rounds"
+            )
+        if sender not in self.params.members:
+            raise UnknownSenderError(f"{name} from {sender}, who is not a client of this round")
+        if sender in self._senders[message.PHASE]:
+            raise ReplayError(f"client {sender} already sent a {name} in this round")
+        if not self._started or self._phase != message.PHASE:
+            raise PhaseError(
+                f"{name} from client {sender} belongs to {message.PHASE!r}, but the server is "
+                f"in {self._phase!r}{'' if self._started else ' (not started)'}"
+            )
+        if sender not in self._active:
+            raise PhaseError(
+                f"client {sender} dropped out of round {self.params.round_id} earlier; "
+                f"its {name} arrives too late"
+            )
+
+    def _accept_keys(self, message: AdvertiseKeys) -> None:
+        keys, sender = message.keys, message.sender
+        if keys.encryption == keys.masking:
+            raise ProtocolError(f"client {sender} advertises the same key twice; use two pairs")
+        for raw in (keys.encryption, keys.masking):
+            try:
+                validate_public_key(raw)
+            except CryptoError as exc:
+                raise TamperedMessageError(f"client {sender}'s public key: {exc}") from exc
+            owner = self._key_owner.get(raw)
+            if owner is not None:
+                raise ProtocolError(
+                    f"client {sender} advertises a public key already used by client {owner}; "
+                    "every key must be fresh"
+                )
+        self._keys[sender] = keys
+        self._key_owner[keys.encryption] = self._key_owner[keys.masking] = sender
+
+    def _accept_bundles(self, message: ShareKeys) -> None:
+        sender = message.sender
+        expected = self._graph.neighbors(sender) & self._active
+        for recipient, sealed in message.ciphertexts.items():
+            if recipient not in expected:
+                raise UnknownSenderError(
+                    f"client {sender} addressed shares to {recipient}, which is not one of its "
+                    "neighbours that advertised keys"
+                )
+            if len(sealed) != BUNDLE_CIPHERTEXT_BYTES:
+                raise TamperedMessageError(
+                    f"client {sender}'s share bundle for {recipient} is {len(sealed)} bytes, "
+                    f"not {BUNDLE_CIPHERTEXT_BYTES}"
+                )
+        missing = expected - message.ciphertexts.keys()
+        if missing:
+            raise ProtocolError(
+                f"client {sender} sent no shares for neighbours {sorted(missing)}; every "
+                "neighbour that advertised keys must get one"
+            )
+        self._bundles[sender] = message.ciphertexts
+
+    def _accept_masked_input(self, message: MaskedInput) -> None:
+        p = self.params
+        if message.bits != p.bits or message.masked.shape != (p.dim,):
+            raise TamperedMessageError(
+                f"client {message.sender}'s masked input has {message.masked.size} values of "
+                f"{message.bits} bits; this round uses dim = {p.dim}, bits = {p.bits}"
+            )
+        if self._sum is None:
+            self._sum = np.zeros(p.dim, dtype=p.dtype)
+        np.add(self._sum, message.masked, out=self._sum)
+
+    def _accept_shares(self, message: UnmaskingResponse) -> None:
+        sender = message.sender
+        holds = self._graph.neighborhood(sender)
+        asked = (
+            (message.seed_shares, self._survivors & holds, "b-shares", "survivors"),
+            (message.key_shares, self._to_recover & holds, "key shares", "dropped"),
+        )
+        for shares, allowed, what, group in asked:
+            extra = shares.keys() - allowed
+            if extra:
+                raise ProtocolError(
+                    f"client {sender} sent {what} of {sorted(extra)}, which are not {group} "
+                    "in its neighbourhood; the response is ignored"
+                )
+        x = share_x(sender)
+        try:
+            seeds = {o: shamir.Share.from_value_bytes(x, v) for o, v in message.seed_shares.items()}
+            keys = {o: shamir.Share.from_value_bytes(x, v) for o, v in message.key_shares.items()}
+        except CryptoError as exc:
+            raise TamperedMessageError(f"client {sender}'s share: {exc}") from exc
+        for owner, share in seeds.items():
+            self._seed_shares.setdefault(owner, {})[sender] = share
+        for owner, share in keys.items():
+            self._key_shares.setdefault(owner, {})[sender] = share
+
+    # ---- closing phases ----------------------------------------------------------------------
+
+    def _require(self, present: int, needed: int, what: str) -> None:
+        if present < needed:
+            raise BelowThresholdError(
+                f"round {self.params.round_id} aborted: {present} {what}, {needed} needed; "
+                "nothing is revealed"
+            )
+
+    def _check_neighborhoods(self, members: set[int], phase: str) -> None:
+        t_s = self.params.share_threshold
+        for client in sorted(members):
+            present = len(self._graph.neighborhood(client) & members)
+            self._require(present, t_s, f"members of client {client}'s neighbourhood at {phase}")
+
+    def _key_directories(self) -> dict[int, KeyDirectory]:
+        self._check_neighborhoods(self._active, ADVERTISE_KEYS)
+        r = self.params.round_id
+        return {
+            c: KeyDirectory(
+                r, SERVER_ID, c, {v: self._keys[v] for v in self._graph.neighbors(c) & self._active}
+            )
+            for c in sorted(self._active)
+        }
+
+    def _share_deliveries(self) -> dict[int, ShareDelivery]:
+        self._check_neighborhoods(self._active, SHARE_KEYS)
+        r = self.params.round_id
+        return {
+            c: ShareDelivery(
+                r,
+                SERVER_ID,
+                c,
+                {u: self._bundles[u][c] for u in self._graph.neighbors(c) & self._active},
+            )
+            for c in sorted(self._active)
+        }
+
+    def _unmasking_requests(self) -> dict[int, UnmaskingRequest]:
+        survivors = frozenset(self._active)
+        lost = self._senders[SHARE_KEYS] - survivors
+        # Only dropped clients that some survivor masked with need their key recovered.
+        to_recover = frozenset(d for d in lost if self._graph.neighbors(d) & survivors)
+        self._check_neighborhoods(set(survivors), MASKED_INPUT)
+        t_s = self.params.share_threshold
+        for d in sorted(to_recover):
+            holders = len(self._graph.neighbors(d) & survivors)
+            self._require(holders, t_s, f"surviving holders of dropped client {d}'s key shares")
+        self._survivors, self._to_recover = survivors, to_recover
+        self._bundles = {}
+        r, count, graph = self.params.round_id, len(survivors), self._graph
+        return {
+            c: UnmaskingRequest(
+                r,
+                SERVER_ID,
+                c,
+                count,
+                tuple(sorted(graph.neighborhood(c) & survivors)),
+                tuple(sorted(graph.neighbors(c) & to_recover)),
+            )
+            for c in sorted(survivors)
+        }
+
+    def _unmask(self) -> UnmaskedSum:
+        p, t_s = self.params, self.params.share_threshold
+        # Every count is checked before any secret is reconstructed.
+        for owner in sorted(self._survivors):
+            got = len(self._seed_shares.get(owner, {}))
+            self._require(got, t_s, f"b-shares of survivor {owner}")
+        for owner in sorted(self._to_recover):
+            got = len(self._key_shares.get(owner, {}))
+            self._require(got, t_s, f"key shares of dropped client {owner}")
+        if self._sum is None:  # unreachable: t >= 2 survivors sent masked inputs
+            raise PhaseError("no masked input was received")
+
+        # Collect every mask to remove first, then regenerate them all in one pass.
+        add: list[bytes] = []
+        subtract: list[bytes] = []
+        pick = _HolderPicker(self._graph, t_s)
+        for owner in self._in_ring_order(self._survivors):
+            seed = shamir.combine(pick(owner, self._seed_shares[owner]), t_s)
+            subtract.append(self_mask_key(seed, p.round_id, owner))
+        for dropped in self._in_ring_order(self._to_recover):
+            secret = shamir.combine(pick(dropped, self._key_shares[dropped]), t_s)
+            key_pair = key_pair_from_private_bytes(secret)
+            if key_pair.public != self._keys[dropped].masking:
+                raise CryptoError(
+                    f"the key reconstructed for dropped client {dropped} does not match its "
+                    "advertised public key: a holder sent a wrong share"
+                )
+            for survivor in sorted(self._graph.neighbors(dropped) & self._survivors):
+                agreed = agree(key_pair.private, self._keys[survivor].masking)
+                key = pair_mask_key(agreed, p.round_id, dropped, survivor)
+                # The survivor added +PRG(s) if dropped > survivor, else -PRG(s): undo it.
+                (subtract if dropped > survivor else add).append(key)
+        total = self._sum
+        MaskGenerator(p.bits).apply(total, add=add, subtract=subtract, reduce=True)
+        self._sum = None
+        self._seed_shares, self._key_shares = {}, {}
+        return UnmaskedSum(total, sorted(self._survivors))
+
+    def _in_ring_order(self, clients: frozenset[int]) -> list[int]:
+        return [c for c in self._graph.ring if c in clients]
+
+    def _abort(self) -> None:
+        """Forget everything collected: an aborted round reveals nothing."""
+        self._phase = FINISHED
+        self._sum = None
+        self._bundles = {}
+        self._seed_shares, self._key_shares = {}, {}
+
+
+class _HolderPicker:
+    """Chooses which t_s shares reconstruct each secret, so that many owners use the same set.
+
+    Any t_s shares will do, but Lagrange coefficients depend only on the set of holders, and
+    computing them is the costly part of a reconstruction (O(t_s^2) big-number operations).
+    Owners are visited in ring order; an owner reuses the previous set whenever all of its
+    holders answered, otherwise it takes the t_s available holders furthest ahead on the
+    ring, which the next owners along the ring are most likely to share. With the complete
+    graph one set serves every owner; on a ring, about one set per k + 1 - t_s owners.
+    """
+
+    def __init__(self, graph: NeighborGraph, threshold: int) -> None:
+        self._graph = graph
+        self._threshold = threshold
+        self._previous: tuple[int, ...] = ()
+
+    def __call__(self, owner: int, available: Mapping[int, shamir.Share]) -> list[shamir.Share]:
+        chosen = self._previous
+        if not chosen or not all(h in available for h in chosen):
+            ahead = sorted(available, key=lambda h: self._graph.ring_offset(owner, h))
+            chosen = tuple(sorted(ahead[-self._threshold :]))
+            self._previous = chosen
+        return [available[h] for h in chosen]

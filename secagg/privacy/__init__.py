@@ -1,0 +1,23 @@
+"""Differential privacy: accountants and noise calibration (Opacus underneath).
+
+The public surface is :func:`epsilon_for` (schedule -> ε) and :func:`noise_for` (target ε ->
+σ); :func:`epsilon_of` reads a live accountant, as :class:`secagg.training.LocalTrainer` does.
+"""
+
+from secagg.privacy.accounting import (
+    ACCOUNTANTS,
+    epsilon_for,
+    epsilon_of,
+    make_accountant,
+    noise_for,
+    rdp_floor,
+)
+
+__all__ = [
+    "ACCOUNTANTS",
+    "epsilon_for",
+    "epsilon_of",
+    "make_accountant",
+    "noise_for",
+    "rdp_floor",
+]

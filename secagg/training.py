@@ -1,0 +1,373 @@
+"""Local training on one client, optionally with DP-SGD (Opacus), and model evaluation.
+
+One :class:`LocalTrainer` per client lives for the whole run. Each round it loads the global
+parameters, trains ``training.local_epochs`` epochs on the client's own training split and
+returns the parameter *difference* (what FedAvg and secure aggregation combine).
+
+Differential privacy (``privacy.mode = "local-dp"``)
+    DP-SGD as Opacus implements it, assembled from its parts rather than through
+    ``PrivacyEngine.make_private`` (which derives the sample rate from a DataLoader's length
+    and would re-wrap the model every round):
+
+    * Poisson sampling with Opacus's ``UniformWithReplacementSampler``: every training
+      record joins each batch independently with probability q = min(1, batch_size / n);
+    * per-record gradients (``GradSampleModule``) clipped to ``privacy.max_grad_norm`` and
+      Gaussian noise of std σ·max_grad_norm added to their sum (``DPOptimizer``), which is
+      then divided by the *expected* batch size q·n, as Opacus does;
+    * one Opacus accountant per trainer, attached to each round's optimizer by its step
+      hook, so the history accumulates over rounds: after R rounds it is exactly
+      ``[(σ, q, R · steps_per_round)]``, the same as a fresh accountant given that schedule.
+
+    Steps: Opacus counts a Poisson "epoch" as ``int(1 / q)`` batches. We compute the same
+    number as ``max(1, n // batch_size)`` in integer arithmetic, because ``int(1 / q)`` is
+    off by one for some sizes (n = 93, batch_size = 1 gives 92). So ``steps_per_round =
+    local_epochs · max(1, n // batch_size)``, and σ calibrated from ``privacy.target_epsilon``
+    uses ``steps_per_round · rounds`` steps in total. A batch may be empty; the step still
+    happens (noise only), as the analysis requires.
+
+    Unit of privacy: record-level DP with respect to *this client's* training set. Each
+    hospital protects each of its own patients; ε says nothing about the hospital as a whole.
+    Not covered by the guarantee, and public under this design: ``num_samples`` (the FedAvg
+    weight) and ``train_loss`` (a diagnostic computed on raw data: keep it on site in a real
+    deployment).
+
+    Honest limitations: sampling and noise come from torch's default (Mersenne Twister) RNG,
+    seeded for reproducibility, i.e. Opacus with ``secure_mode=False``; a real deployment
+    needs ``secure_mode`` (torchcsprng, not available here), which also defends against
+    floating-point attacks on the Gaussian sampler. And the guarantee holds only against
+    parties who do not know ``seed``: whoever can derive it can regenerate the noise and
+    subtract it. Simulations derive it from ``run.seed`` (fine for experiments); a deployed
+    client must use a secret seed, e.g. ``secrets.randbits(63)``.
+
+Without DP, training is plain mini-batch SGD/Adam over a seeded shuffle. Either way the
+optimizer (momentum, Adam moments) starts fresh each round, as in standard FedAvg.
+
+Determinism: all randomness of round r comes from generators seeded by (seed, r), and the
+global torch RNG is forked around training (so e.g. dropout layers draw from it
+reproducibly, and callers' random state is left untouched). Same seed, round and global
+parameters give a bit-identical update.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from opacus import GradSampleModule
+from opacus.optimizers import DPOptimizer
+from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+from opacus.validators import ModuleValidator
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from secagg.config import Config, PrivacySection, RunSection, TrainingSection, validate
+from secagg.data import ClientData
+from secagg.errors import ConfigError, DataError, PrivacyError
+from secagg.models import get_flat_params, set_flat_params
+from secagg.privacy.accounting import epsilon_of, make_accountant, noise_for
+
+LOCAL_PRIVACY_MODES = ("none", "local-dp")
+
+# Rows per forward pass in evaluate(): bounds memory on large test sets.
+_EVAL_CHUNK = 4096
+
+# Torch warns when a full backward hook fires on a module whose inputs need no gradient,
+# which is always the case for the first layer of GradSampleModule; harmless here.
+_QUIET_MESSAGES = ("Full backward hook is firing",)
+
+
+@dataclass
+class LocalResult:
+    """What a client sends back after one round (before any protection)."""
+
+    update: np.ndarray  # float32: local params after training minus the global params
+    num_samples: int  # training samples of this client (FedAvg weight)
+    train_loss: float  # mean per-example loss over this round's batches (NaN if all empty)
+    epsilon: float | None  # CUMULATIVE ε spent by this client so far (None without DP)
+    steps: int  # optimiser steps taken this round
+
+
+def _check_settings(training: TrainingSection, privacy: PrivacySection, rounds: int) -> None:
+    """Run the same checks as config loading: sections can also be built by hand."""
+    if isinstance(rounds, bool) or not isinstance(rounds, int):
+        raise ConfigError(f"run.rounds must be an integer, got {rounds!r}")
+    # Defaults of every other section are valid, so only these three can fail here, with
+    # the very messages load_config would give.
+    validate(Config(run=RunSection(rounds=rounds), training=training, privacy=privacy))
+    if privacy.mode not in LOCAL_PRIVACY_MODES:
+        raise ConfigError(
+            f"privacy.mode = {privacy.mode!r} is not supported by local training; "
+            f"use one of: {', '.join(LOCAL_PRIVACY_MODES)}"
+        )
+
+
+@contextmanager
+def _quiet_training() -> Iterator[None]:
+    with warnings.catch_warnings():
+        for message in _QUIET_MESSAGES:
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
+        yield
+
+
+def _round_seeds(seed: int, round_idx: int) -> tuple[int, int, int]:
+    """Independent seeds (batch sampling, DP noise, global torch RNG) for one round."""
+    a, b, c = np.random.SeedSequence([seed, round_idx]).generate_state(3, dtype=np.uint64)
+    return int(a), int(b), int(c)
+
+
+class LocalTrainer:
+    """One per client; lives for the whole run so its privacy accountant accumulates across rounds.
+
+    ``rounds`` is the planned number of rounds: with ``privacy.target_epsilon`` σ is
+    calibrated so that ``rounds`` calls of :meth:`train` spend at most that ε, and a further
+    call raises :class:`~secagg.errors.PrivacyError` rather than overspend. ``seed`` fixes
+    this client's batches and noise (see the module docstring).
+    """
+
+    noise_multiplier: float | None  # σ used (given, or calibrated), None without DP
+    sample_rate: float  # Poisson sampling rate q (without DP: the batch fraction)
+    steps_per_round: int  # optimiser steps of every call of train()
+
+    def __init__(
+        self,
+        data: ClientData,
+        model_factory: Callable[[], nn.Module],
+        training: TrainingSection,
+        privacy: PrivacySection,
+        rounds: int,
+        seed: int,
+    ) -> None:
+        _check_settings(training, privacy, rounds)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"trainer seed must be an integer >= 0, got {seed!r}")
+        n = data.num_samples
+        if n == 0:
+            raise DataError(f"client {data.name!r} has no training samples; it cannot train")
+        self.data = data
+        self.training = training
+        self.privacy = privacy
+        self.rounds = rounds
+        self.seed = seed
+        self.rounds_trained = 0
+        self.dp = privacy.mode == "local-dp"
+
+        batch = training.batch_size
+        self.sample_rate = min(1.0, batch / n)
+        self._x = torch.from_numpy(data.X_train)
+        self._y = torch.from_numpy(data.y_train)
+        self._model = model_factory()
+        self._sampling = torch.Generator()
+        self._noise = torch.Generator()
+
+        if not self.dp:
+            self.noise_multiplier = None
+            self._batches_per_epoch = math.ceil(n / batch)
+            self.steps_per_round = training.local_epochs * self._batches_per_epoch
+            self._net: nn.Module = self._model
+            self._accountant = None
+            return
+
+        self._batches_per_epoch = max(1, n // batch)
+        self.steps_per_round = training.local_epochs * self._batches_per_epoch
+        self._expected_batch_size = min(batch, n)  # = q·n exactly
+        if privacy.noise_multiplier is not None:
+            self.noise_multiplier = float(privacy.noise_multiplier)
+        else:
+            assert privacy.target_epsilon is not None  # validate() guarantees exactly one
+            try:
+                self.noise_multiplier = noise_for(
+                    target_epsilon=privacy.target_epsilon,
+                    delta=privacy.delta,
+                    sample_rate=self.sample_rate,
+                    steps=self.steps_per_round * rounds,
+                    accountant=privacy.accountant,
+                )
+            except PrivacyError as exc:
+                raise PrivacyError(
+                    f"client {data.name!r} ({n} samples), privacy.target_epsilon: {exc}"
+                ) from None
+        problems = ModuleValidator.validate(self._model, strict=False)
+        if problems:
+            detail = "; ".join(" ".join(str(p).split()) for p in problems)
+            raise PrivacyError(f"the model cannot be trained with DP-SGD: {detail}")
+        with _quiet_training():
+            self._net = GradSampleModule(self._model)
+        self._accountant = make_accountant(privacy.accountant)
+
+    @property
+    def planned_steps(self) -> int:
+        """Optimiser steps over all planned rounds (what σ was calibrated for)."""
+        return self.steps_per_round * self.rounds
+
+    def epsilon(self) -> float | None:
+        """Cumulative ε spent so far at ``privacy.delta`` (None without DP, 0.0 before training)."""
+        if self._accountant is None:
+            return None
+        return epsilon_of(self._accountant, self.privacy.delta)
+
+    def _check_params(self, global_params: np.ndarray, round_idx: int) -> np.ndarray:
+        where = f"client {self.data.name!r}, round {round_idx}"
+        arr = np.asarray(global_params)
+        if arr.ndim != 1 or arr.dtype.kind != "f":
+            raise DataError(
+                f"{where}: global parameters must be a 1-D float vector, "
+                f"got shape {arr.shape} dtype {arr.dtype}"
+            )
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise DataError(
+                f"{where}: global parameters contain {int(bad.sum())} NaN/inf value(s) "
+                f"(first at index {int(np.flatnonzero(bad)[0])}); refusing to train from a "
+                "diverged model"
+            )
+        return arr
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        tr = self.training
+        params = list(self._model.parameters())
+        if tr.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=tr.lr, momentum=tr.momentum)
+        if tr.optimizer == "adam":
+            return torch.optim.Adam(params, lr=tr.lr)
+        raise ConfigError(f"training.optimizer = {tr.optimizer!r} is not one of: sgd, adam")
+
+    def _batches(self) -> Iterator[torch.Tensor]:
+        """Index tensors of every batch of this round, drawn from ``self._sampling``."""
+        n = self.data.num_samples
+        for _ in range(self.training.local_epochs):
+            if self.dp:
+                sampler = UniformWithReplacementSampler(
+                    num_samples=n,
+                    sample_rate=self.sample_rate,
+                    generator=self._sampling,
+                    steps=self._batches_per_epoch,
+                )
+                for indices in sampler:
+                    yield torch.as_tensor(indices, dtype=torch.long)
+            else:
+                order = torch.randperm(n, generator=self._sampling)
+                yield from order.split(self.training.batch_size)
+
+    def train(self, global_params: np.ndarray, round_idx: int) -> LocalResult:
+        """Train one round from ``global_params``; return the update and the ε spent so far."""
+        if isinstance(round_idx, bool) or not isinstance(round_idx, int) or round_idx < 0:
+            raise ConfigError(f"round_idx must be an integer >= 0, got {round_idx!r}")
+        params = self._check_params(global_params, round_idx)
+        if (
+            self.dp
+            and self.privacy.target_epsilon is not None
+            and self.rounds_trained >= self.rounds
+        ):
+            raise PrivacyError(
+                f"client {self.data.name!r} already trained the {self.rounds} round(s) its "
+                f"privacy.target_epsilon = {self.privacy.target_epsilon} was calibrated for; "
+                "another round would exceed it (raise run.rounds to plan for more)"
+            )
+        set_flat_params(self._model, params)
+        start = get_flat_params(self._model)  # exactly what was loaded, as float32
+
+        sampling_seed, noise_seed, torch_seed = _round_seeds(self.seed, round_idx)
+        self._sampling.manual_seed(sampling_seed)
+        self._noise.manual_seed(noise_seed)
+        optimizer = self._make_optimizer()
+        if self.dp:
+            assert self._accountant is not None and self.noise_multiplier is not None
+            optimizer = DPOptimizer(
+                optimizer,
+                noise_multiplier=self.noise_multiplier,
+                max_grad_norm=self.privacy.max_grad_norm,
+                expected_batch_size=self._expected_batch_size,
+                loss_reduction="mean",
+                generator=self._noise,
+                secure_mode=False,
+            )
+            optimizer.attach_step_hook(
+                self._accountant.get_optimizer_hook_fn(sample_rate=self.sample_rate)
+            )
+
+        loss_sum, seen, steps = 0.0, 0, 0
+        self._net.train()
+        with torch.random.fork_rng(devices=[]), _quiet_training():
+            torch.manual_seed(torch_seed)
+            for idx in self._batches():
+                optimizer.zero_grad(set_to_none=True)
+                loss = nn.functional.cross_entropy(self._net(self._x[idx]), self._y[idx])
+                loss.backward()
+                optimizer.step()
+                steps += 1
+                if len(idx):  # an empty Poisson batch has a NaN mean loss and only adds noise
+                    loss_sum += float(loss.detach()) * len(idx)
+                    seen += len(idx)
+            optimizer.zero_grad(set_to_none=True)  # drop per-sample gradients between rounds
+        self.rounds_trained += 1
+
+        update = get_flat_params(self._model) - start
+        train_loss = loss_sum / seen if seen else float("nan")
+        if not np.all(np.isfinite(update)) or (seen and not math.isfinite(train_loss)):
+            raise ConfigError(
+                f"client {self.data.name!r}, round {round_idx}: local training diverged "
+                f"(NaN/inf loss or parameters); lower training.lr (now {self.training.lr})"
+            )
+        if self._accountant is not None:
+            recorded = sum(n for _, _, n in self._accountant.history)
+            if recorded != self.steps_per_round * self.rounds_trained:
+                raise RuntimeError(  # a bug, not a user error: the ε reported would be wrong
+                    f"accountant recorded {recorded} steps, expected "
+                    f"{self.steps_per_round * self.rounds_trained}"
+                )
+        return LocalResult(
+            update=update.astype(np.float32, copy=False),
+            num_samples=self.data.num_samples,
+            train_loss=train_loss,
+            epsilon=self.epsilon(),
+            steps=steps,
+        )
+
+
+def evaluate(model: nn.Module, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Mean cross-entropy ``loss`` and ``accuracy`` of ``model`` on (X, y).
+
+    For two-class models also ``auc`` (ROC AUC of the softmax probability of class 1), when
+    both classes occur in ``y`` and the probabilities are finite; otherwise no ``auc`` key.
+    The model's train/eval mode is restored afterwards.
+    """
+    features = np.asarray(X)
+    labels = np.asarray(y)
+    if features.ndim != 2 or labels.ndim != 1 or len(features) != len(labels):
+        raise DataError(
+            f"evaluate needs X of shape (n, features) and y of shape (n,), "
+            f"got {features.shape} and {labels.shape}"
+        )
+    if len(labels) == 0:
+        raise DataError("evaluate needs at least one example, got an empty set")
+    if labels.dtype.kind not in "iu":
+        raise DataError(f"evaluate needs integer class labels, got dtype {labels.dtype}")
+    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = torch.cat([model(chunk) for chunk in x.split(_EVAL_CHUNK)])
+    finally:
+        model.train(was_training)
+    n_classes = logits.shape[1]
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise DataError(
+            f"labels must be class indices in 0..{n_classes - 1}, "
+            f"got {labels.min()}..{labels.max()}"
+        )
+    target = torch.from_numpy(labels.astype(np.int64))
+    metrics = {
+        "loss": float(nn.functional.cross_entropy(logits, target)),
+        "accuracy": float((logits.argmax(dim=1) == target).double().mean()),
+    }
+    if n_classes == 2 and len(np.unique(labels)) == 2:
+        prob = torch.softmax(logits.double(), dim=1)[:, 1].numpy()
+        if np.all(np.isfinite(prob)):
+            metrics["auc"] = float(roc_auc_score(labels, prob))
+    return metrics

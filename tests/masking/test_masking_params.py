@@ -1,0 +1,115 @@
+"""Round parameters: thresholds, the automatic SecAgg+ degree, and validation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from secagg.errors import ProtocolError
+from secagg.masking.params import (
+    PHASES,
+    MaskingParams,
+    auto_degree,
+    pair_mask_key,
+    self_mask_key,
+    share_encryption_key,
+)
+
+
+def test_phase_names_are_the_protocol_constants() -> None:
+    assert PHASES == ("advertise_keys", "share_keys", "masked_input", "unmasking")
+
+
+def test_fractional_threshold_is_rounded_up_and_exact_on_round_numbers() -> None:
+    assert MaskingParams.create(range(10), 4, threshold=0.6).threshold == 6  # not 7 (0.6*10)
+    assert MaskingParams.create(range(10), 4, threshold=0.55).threshold == 6
+    assert MaskingParams.create(range(10), 4, threshold=8).threshold == 8
+    assert MaskingParams.create(range(10), 4, threshold=8.0).threshold == 8
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.3, 5, 11, 0, -1, 2.5, True, "0.6"])
+def test_threshold_must_be_a_strict_majority_count_or_fraction(threshold: object) -> None:
+    with pytest.raises(ProtocolError, match="threshold"):
+        MaskingParams.create(range(10), 4, threshold=threshold)  # type: ignore[arg-type]
+
+
+def test_auto_degree_grows_logarithmically_and_is_even() -> None:
+    degrees = {n: MaskingParams.create(range(n), 1).neighbors for n in (100, 1000, 10_000)}
+    assert degrees == {100: 42, 1000: 46, 10_000: 52}
+    assert all(k % 2 == 0 for k in degrees.values())
+    # the formula from the params docstring, spelled out
+    n, t = 1000, 600
+    rho = 1 - t / n
+    assert auto_degree(n, t) == 2 * math.ceil((40 + 2 * math.log2(n)) / (2 * math.log2(1 / rho)))
+
+
+def test_auto_degree_falls_back_to_the_complete_graph_for_small_n() -> None:
+    params = MaskingParams.create(range(10), 4)
+    assert params.neighbors == 9
+    assert params.graph.is_complete
+
+
+def test_per_neighbourhood_threshold() -> None:
+    complete = MaskingParams.create(range(10), 4, threshold=7, neighbors=9)
+    assert complete.share_threshold == 7  # original SecAgg: t of the n holders
+    sparse = MaskingParams.create(range(100), 4, threshold=60, neighbors=20)
+    assert sparse.share_threshold == math.ceil(60 * 21 / 100)  # same fraction of k + 1 = 21
+    # a strict majority of each neighbourhood, so one holder set cannot serve both secrets
+    for params in (complete, sparse):
+        assert 2 * params.share_threshold > params.neighbors + 1
+
+
+@pytest.mark.parametrize("neighbors", [3, 1, 10, 11, -2])
+def test_degree_must_be_even_or_complete_and_below_n(neighbors: int) -> None:
+    with pytest.raises(ProtocolError, match="neighbors"):
+        MaskingParams.create(range(10), 4, neighbors=neighbors)
+
+
+def test_odd_complete_degree_is_allowed() -> None:
+    assert MaskingParams.create(range(10), 4, neighbors=9).graph.is_complete
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"client_ids": [1, 1, 2]}, "distinct"),
+        ({"client_ids": [-1, 1, 2]}, "client ids"),
+        ({"client_ids": [2**64 - 1, 1, 2]}, "client ids"),
+        ({"client_ids": [1]}, "at least 2"),
+        ({"dim": 0}, "dim"),
+        ({"bits": 0}, "bits"),
+        ({"bits": 65}, "bits"),
+        ({"round_id": -1}, "round_id"),
+        ({"graph_seed": "seed"}, "graph_seed"),
+    ],
+)
+def test_invalid_parameters_raise_protocol_errors(kwargs: dict[str, object], match: str) -> None:
+    args: dict[str, object] = {"client_ids": [1, 2, 3], "dim": 4}
+    args.update(kwargs)
+    client_ids, dim = args.pop("client_ids"), args.pop("dim")
+    with pytest.raises(ProtocolError, match=match):
+        MaskingParams.create(client_ids, dim, **args)  # type: ignore[arg-type]
+
+
+def test_digest_changes_with_every_parameter() -> None:
+    base = MaskingParams.create([1, 2, 3], 4)
+    variants = [
+        MaskingParams.create([1, 2, 4], 4),
+        MaskingParams.create([1, 2, 3], 5),
+        MaskingParams.create([1, 2, 3], 4, threshold=3),
+        MaskingParams.create([1, 2, 3], 4, bits=16),
+        MaskingParams.create([1, 2, 3], 4, round_id=1),
+        MaskingParams.create([1, 2, 3], 4, graph_seed=b"x"),
+    ]
+    assert len({base.digest, *(v.digest for v in variants)}) == 7
+    assert MaskingParams.create([3, 2, 1], 4).digest == base.digest  # order does not matter
+
+
+def test_derived_keys_are_bound_to_round_and_pair() -> None:
+    secret = b"\x01" * 32
+    assert pair_mask_key(secret, 1, 2, 3) == pair_mask_key(secret, 1, 3, 2)  # symmetric
+    assert pair_mask_key(secret, 1, 2, 3) != pair_mask_key(secret, 2, 2, 3)
+    assert pair_mask_key(secret, 1, 2, 3) != pair_mask_key(secret, 1, 2, 4)
+    assert self_mask_key(secret, 1, 2) != self_mask_key(secret, 1, 3)
+    assert share_encryption_key(secret, 1, 2, 3)[:16] != pair_mask_key(secret, 1, 2, 3)

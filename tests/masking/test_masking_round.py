@@ -1,0 +1,186 @@
+"""End to end through run_round: the server gets exactly the modular sum of the included
+clients, or the round aborts with BelowThresholdError, for any n, t, k, d, bits and dropouts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from secagg.errors import BelowThresholdError, ProtocolError
+from secagg.masking import PHASES, MaskingParams, run_round
+
+BITS = [1, 8, 16, 31, 32, 33, 48, 64]
+
+
+def _inputs(params: MaskingParams, seed: int) -> dict[int, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        c: rng.integers(0, 2**params.bits, params.dim, dtype=np.uint64, endpoint=False).astype(
+            params.dtype
+        )
+        for c in params.client_ids
+    }
+
+
+def _plain_sum(inputs: Mapping[int, np.ndarray], included: list[int], bits: int) -> list[int]:
+    total = np.zeros(next(iter(inputs.values())).size, dtype=np.uint64)
+    for c in included:
+        total += inputs[c].astype(np.uint64)  # wraps mod 2^64, and 2^bits divides 2^64
+    return [int(v) % 2**bits for v in total]
+
+
+def expected_survivors(params: MaskingParams, dropouts: Mapping[str, set[int]]) -> set[int] | None:
+    """The specification of when a round completes, straight from the protocol's rules.
+
+    Returns the clients whose inputs must be summed, or None if the round must abort:
+    fewer than t clients at some phase, or some secret that has to be reconstructed has
+    fewer than t_s surviving holders in its owner's neighbourhood.
+    """
+    g, t, t_s = params.graph, params.threshold, params.share_threshold
+    alive = set(params.client_ids)
+
+    def neighbourhoods_ok(members: set[int]) -> bool:
+        return all(len(g.neighborhood(u) & members) >= t_s for u in members)
+
+    u1 = alive - dropouts["advertise_keys"]
+    u2 = u1 - dropouts["share_keys"]
+    u3 = u2 - dropouts["masked_input"]
+    u4 = u3 - dropouts["unmasking"]
+    for members in (u1, u2, u3):
+        if len(members) < t or not neighbourhoods_ok(members):
+            return None
+    recover = {d for d in u2 - u3 if g.neighbors(d) & u3}
+    if any(len(g.neighbors(d) & u3) < t_s for d in recover):
+        return None
+    if len(u4) < t:
+        return None
+    if any(len(g.neighborhood(u) & u4) < t_s for u in u3):
+        return None
+    if any(len(g.neighbors(d) & u4) < t_s for d in recover):
+        return None
+    return u3
+
+
+@st.composite
+def rounds(draw: st.DrawFn) -> tuple[MaskingParams, dict[str, set[int]], int]:
+    n = draw(st.integers(3, 60))
+    threshold = draw(st.integers(n // 2 + 1, n))
+    degree = draw(st.sampled_from([0, n - 1, *range(2, n - 1, 2)]))
+    params = MaskingParams.create(
+        range(100, 100 + 3 * n, 3),  # arbitrary non-contiguous ids
+        draw(st.integers(1, 40)),
+        threshold=threshold,
+        neighbors=degree,
+        bits=draw(st.sampled_from(BITS)),
+        round_id=draw(st.integers(0, 2**64 - 1)),
+        graph_seed=draw(st.binary(max_size=8)),
+    )
+    alive = list(params.client_ids)
+    dropouts: dict[str, set[int]] = {}
+    for phase in PHASES:
+        gone = draw(st.sets(st.sampled_from(alive), max_size=max(1, n // 10))) if alive else set()
+        dropouts[phase] = gone
+        alive = [c for c in alive if c not in gone]
+    return params, dropouts, draw(st.integers(0, 2**32))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rounds())
+def test_sum_of_included_inputs_or_abort(
+    case: tuple[MaskingParams, dict[str, set[int]], int],
+) -> None:
+    params, dropouts, seed = case
+    inputs = _inputs(params, seed)
+    expected = expected_survivors(params, dropouts)
+    graph = "complete" if params.graph.is_complete else "sparse"
+    event(f"{graph} graph, {'aborts' if expected is None else 'completes'}")
+    if expected is None:
+        with pytest.raises(BelowThresholdError):
+            run_round(inputs, params, dropouts=dropouts)
+        return
+    result = run_round(inputs, params, dropouts=dropouts)
+    assert result.included == sorted(expected)
+    lost_before_input = dropouts["advertise_keys"] | dropouts["share_keys"]
+    lost_before_input |= dropouts["masked_input"]
+    assert not set(result.included) & lost_before_input
+    assert len(result.included) >= params.threshold
+    assert result.total.dtype == params.dtype
+    assert [int(v) for v in result.total] == _plain_sum(inputs, result.included, params.bits)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(3, 25),
+    data=st.data(),
+)
+def test_complete_graph_succeeds_exactly_when_t_clients_remain(n: int, data: st.DataObject) -> None:
+    # Original SecAgg: with every client a neighbour of every other, t_s = t and the only
+    # rule left is the global one.
+    threshold = data.draw(st.integers(n // 2 + 1, n))
+    params = MaskingParams.create(range(n), 3, threshold=threshold, neighbors=n - 1)
+    assert params.share_threshold == params.threshold
+    alive = set(range(n))
+    dropouts = {}
+    for phase in PHASES:
+        dropouts[phase] = (
+            data.draw(st.sets(st.sampled_from(sorted(alive)), max_size=n // 2)) if alive else set()
+        )
+        alive -= dropouts[phase]
+    inputs = _inputs(params, 0)
+    if len(alive) < threshold:
+        with pytest.raises(BelowThresholdError):
+            run_round(inputs, params, dropouts=dropouts)
+    else:
+        result = run_round(inputs, params, dropouts=dropouts)
+        assert [int(v) for v in result.total] == _plain_sum(inputs, result.included, 32)
+
+
+def test_clients_dropping_at_unmasking_are_still_included() -> None:
+    params = MaskingParams.create(range(10), 6, threshold=6, round_id=1)
+    inputs = _inputs(params, 1)
+    result = run_round(
+        inputs, params, dropouts={"share_keys": [1], "masked_input": [2], "unmasking": [3, 4]}
+    )
+    assert result.included == [0, 3, 4, 5, 6, 7, 8, 9]
+    assert result.dropped == {
+        "advertise_keys": [],
+        "share_keys": [1],
+        "masked_input": [2],
+        "unmasking": [3, 4],
+    }
+    assert [int(v) for v in result.total] == _plain_sum(inputs, result.included, 32)
+
+
+def test_round_accounts_bytes_and_cpu_time_per_phase() -> None:
+    params = MaskingParams.create(range(8), 1000, round_id=2)
+    result = run_round(_inputs(params, 2), params, dropouts={"masked_input": [7]})
+    assert set(result.bytes_sent) == set(result.bytes_received) == set(range(8))
+    # the masked input dominates what a client sends: 4 bytes per coordinate
+    assert all(result.bytes_sent[c] > 4000 for c in range(7))
+    assert 0 < result.bytes_sent[7] < 4000
+    assert all(v > 0 for v in result.bytes_received.values())
+    assert set(result.client_seconds) == set(result.server_seconds) == set(PHASES)
+    assert all(v >= 0 for v in (*result.client_seconds.values(), *result.server_seconds.values()))
+
+
+def test_inputs_must_match_the_clients_of_the_round() -> None:
+    params = MaskingParams.create(range(4), 3)
+    inputs = _inputs(params, 0)
+    del inputs[2]
+    with pytest.raises(ProtocolError, match=r"missing \[2\]"):
+        run_round(inputs, params)
+
+
+@pytest.mark.parametrize(
+    ("dropouts", "match"),
+    [({"training": [1]}, "unknown phases"), ({"unmasking": [99]}, "non-clients")],
+)
+def test_dropout_schedule_is_validated(dropouts: dict[str, list[int]], match: str) -> None:
+    params = MaskingParams.create(range(4), 3)
+    with pytest.raises(ProtocolError, match=match):
+        run_round(_inputs(params, 0), params, dropouts=dropouts)
