@@ -351,7 +351,16 @@ def validate(config: Config) -> None:
     _check(
         pt.neighbors >= 0, f"protection.neighbors must be >= 0 (0 = automatic), got {pt.neighbors}"
     )
-    _check(pt.threshold > 0, f"protection.threshold must be > 0, got {pt.threshold}")
+    _check(
+        pt.threshold > 0.5,
+        f"protection.threshold must be a strict majority (> 0.5 of the clients, or a count "
+        f"> n/2), got {pt.threshold}: below that the server could unmask single clients",
+    )
+    _check(
+        pt.neighbors % 2 == 0,
+        f"protection.neighbors must be even (the SecAgg+ graph is a ring with k/2 neighbours "
+        f"on each side), got {pt.neighbors}",
+    )
     _check(
         pt.threshold < 1 or pt.threshold == int(pt.threshold),
         f"protection.threshold must be a fraction < 1 or a whole count, got {pt.threshold}",

@@ -15,7 +15,7 @@ import numpy as np
 
 from secagg.aggregation import AggregationRule
 from secagg.config import Config
-from secagg.errors import BelowThresholdError, ConfigError
+from secagg.errors import BelowThresholdError, ConfigError, CryptoError
 from secagg.masking.driver import run_round
 from secagg.masking.params import MaskingParams
 from secagg.quantize import QuantizationSpec, decode_weighted_mean, encode_weighted
@@ -94,9 +94,14 @@ class MaskedProtection:
         n = len(client_ids)
         self.neighbors = (n - 1) if pt.mode == "secagg" else pt.neighbors
         self.threshold: float | int = pt.threshold if pt.threshold < 1 else int(pt.threshold)
-        if isinstance(self.threshold, int) and self.threshold > n:
+        if isinstance(self.threshold, int) and not n / 2 < self.threshold <= n:
             raise ConfigError(
-                f"protection.threshold = {self.threshold} exceeds the {n} clients of this run"
+                f"protection.threshold = {self.threshold} must be a count in ({n / 2:g}, {n}] "
+                f"for the {n} clients of this run"
+            )
+        if self.neighbors >= n:
+            raise ConfigError(
+                f"protection.neighbors = {self.neighbors} must be below the {n} clients of this run"
             )
         self.spec = QuantizationSpec(bits=pt.bits, clip=pt.clip_range, max_clients=n)
 
@@ -124,7 +129,8 @@ class MaskedProtection:
         )
         try:
             result = run_round(inputs, params, dropouts=schedule.by_phase)
-        except BelowThresholdError as exc:
+        except (BelowThresholdError, CryptoError) as exc:
+            # Too few survivors, or a share failed reconstruction: the round reveals nothing.
             return AggregateOutcome(None, [], f"secure aggregation aborted: {exc}")
         update = decode_weighted_mean(result.total, self.spec).astype(np.float32)
         sent = list(result.bytes_sent.values())
