@@ -244,6 +244,7 @@ class _ProgressBar:
         )
 
         self.n_clients = n_clients
+        self.total_rounds = config.run.rounds
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -264,7 +265,10 @@ class _ProgressBar:
         if record.aborted:
             status += "  [red]aborted"
         self.progress.update(self.rounds, advance=1, status=status)
-        self.progress.reset(self.clients, description=f"round {record.round + 1}")
+        if record.round < self.total_rounds:
+            self.progress.reset(self.clients, description=f"round {record.round + 1}")
+        else:
+            self.progress.update(self.clients, visible=False)
 
     def close(self) -> None:
         self.progress.stop()

@@ -81,8 +81,8 @@ def plot_accuracy(result: SimulationResult, path: Path) -> None:
         ms=3,
         label="accuracy",
     )
-    aucs = [r.auc for r in result.rounds]
-    if all(a is not None for a in aucs) and aucs:
+    aucs = [r.auc for r in result.rounds if r.auc is not None]
+    if aucs and len(aucs) == len(result.rounds):
         ax.plot(rounds[1:], aucs, marker="s", ms=3, label="AUC")
     aborted = [r.round for r in result.rounds if r.aborted]
     for i, x in enumerate(aborted):

@@ -1,0 +1,413 @@
+"""Cost of one SecAgg+ masking round: per-phase CPU time, bytes, and same-run baselines.
+
+For every (n clients, d values, dropout) case one full round runs in memory
+(``secagg.masking.driver.run_round``: real messages, real bytes). The dropped clients go
+silent just before sending their masked input, the most expensive dropout for the server:
+it must rebuild their mask keys and remove every pairwise mask they shared with a survivor.
+
+Ratios, each against a baseline measured in the same process on the same data:
+
+(a) ``server_over_plaintext_sum``: the server's total CPU time over a plain NumPy modular sum
+    of the survivors' vectors (what aggregation costs without protection);
+(b) ``server_unmasking_over_prg_floor``: server unmasking time over the bare AES-CTR keystream
+    for exactly the masks it must regenerate (one self-mask per survivor, one pairwise mask
+    per (dropped client, surviving neighbour) edge), and ``client_masking_over_prg_floor``:
+    a client's masked-input time over its own k + 1 keystreams of d words;
+(c) ``ours_over_flower``: our client + server time over Flower's SecAgg+ primitives doing
+    the same protocol work (``benchmarks.flower_baseline``).
+
+All times are CPU seconds (``time.process_time``), as the round driver reports them.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from benchmarks import log, measure, ratio
+from benchmarks.flower_baseline import (
+    FlowerRoundResult,
+    FlowerWorkload,
+    load_flower,
+    pick_timed,
+    run_flower_round,
+)
+from secagg.crypto import prg
+from secagg.errors import BelowThresholdError
+from secagg.masking.driver import MaskedRoundResult, run_round
+from secagg.masking.params import MASKED_INPUT, PHASES, MaskingParams
+
+BITS = 32
+THRESHOLD = 0.6
+SEED = 20240601
+GRAPH_SEED = b"benchmarks/secagg"
+#: Round ids (i.e. neighbour graphs) searched for one that completes with the dropout set.
+GRAPH_TRIES = 200
+ABORT_RATE_GRAPHS = 40
+
+
+@dataclass(frozen=True)
+class Case:
+    n: int
+    d: int
+    dropout: float
+
+    @property
+    def label(self) -> str:
+        return f"n={self.n} d={self.d} dropout={self.dropout:g}"
+
+
+HEADLINE = Case(100, 10**6, 0.1)
+FULL_GRID = [Case(n, d, p) for n in (10, 100, 500) for d in (10**4, 10**6) for p in (0.0, 0.1, 0.3)]
+QUICK_GRID = [Case(10, 10**4, 0.0), Case(10, 10**4, 0.3), HEADLINE]
+#: Flower clients timed per case when n > 10 (quick, full); the rest are sampled out of the
+#: clock (see flower_baseline). With n <= 10 every client is timed.
+FLOWER_TIMED = {True: 4, False: 20}
+
+
+def _repeats(case: Case, quick: bool) -> int:
+    """Rounds per case: the median of three, except where one round takes seconds."""
+    big = case.n * case.d >= 10**8
+    if quick:
+        return 1 if big else 3
+    return 3
+
+
+def _params(ids: list[int], d: int, round_id: int) -> MaskingParams:
+    return MaskingParams.create(
+        ids, d, threshold=THRESHOLD, bits=BITS, round_id=round_id, graph_seed=GRAPH_SEED
+    )
+
+
+def round_completes(params: MaskingParams, dropped: Collection[int]) -> bool:
+    """Whether a round with these clients silent at masked_input can finish unmasking.
+
+    The server's rule: every survivor's neighbourhood keeps >= t_s survivors (to rebuild its
+    self-mask seed), and so does every dropped client that a survivor masked with (to
+    rebuild its mask key). Random dropouts of 30 % break this for some graphs.
+    """
+    graph, t_s = params.graph, params.share_threshold
+    alive = set(params.client_ids) - set(dropped)
+    if len(alive) < params.threshold:
+        return False
+    if any(len(graph.neighborhood(c) & alive) < t_s for c in alive):
+        return False
+    return all(
+        not (graph.neighbors(c) & alive) or len(graph.neighbors(c) & alive) >= t_s for c in dropped
+    )
+
+
+def _abort_rate(ids: list[int], d: int, dropped: Collection[int]) -> float:
+    """Fraction of the first ABORT_RATE_GRAPHS graphs (round ids) on which the round aborts."""
+    fails = sum(not round_completes(_params(ids, d, r), dropped) for r in range(ABORT_RATE_GRAPHS))
+    return fails / ABORT_RATE_GRAPHS
+
+
+def _completing_params(ids: list[int], d: int, dropped: Collection[int]) -> MaskingParams | None:
+    """The first round id whose graph lets the round complete (the next round, in practice)."""
+    for r in range(GRAPH_TRIES):
+        params = _params(ids, d, r)
+        if round_completes(params, dropped):
+            return params
+    return None
+
+
+def _median_phases(rounds: list[MaskedRoundResult], attr: str) -> dict[str, float]:
+    per_phase = [getattr(r, attr) for r in rounds]
+    return {p: statistics.median(x.get(p, 0.0) for x in per_phase) for p in PHASES}
+
+
+def keystream_seconds(masks: int, dim: int, bits: int, repeats: int) -> float:
+    """CPU seconds of the bare AES-CTR keystream for ``masks`` streams of ``dim`` words.
+
+    The speed floor of masking: one AES-128-CTR stream per key, as ``secagg.crypto.prg``
+    keys and chunks them, written into a cache-sized scratch buffer with no arithmetic.
+    """
+    nbytes = dim * prg.word_dtype(bits).itemsize
+    chunk = min(prg.CHUNK_BYTES, nbytes)
+    zeros, out = memoryview(bytes(chunk)), memoryview(bytearray(chunk))
+    keys = [os.urandom(prg.KEY_BYTES) for _ in range(masks)]
+
+    def generate() -> None:
+        for key in keys:
+            stream = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
+            for begin in range(0, nbytes, chunk):
+                size = min(chunk, nbytes - begin)
+                stream.update_into(zeros[:size], out[:size])
+
+    warmup = 1 if masks * nbytes <= 10**8 else 0
+    return measure(generate, repeats, warmup=warmup).cpu_median
+
+
+def plaintext_sum_seconds(vectors: list[np.ndarray], repeats: int) -> float:
+    """CPU seconds of the unprotected aggregate: NumPy adds of the same vectors mod 2^32."""
+    acc = np.zeros_like(vectors[0])
+    # Small sums are repeated inside one timing so the clock's resolution does not matter.
+    number = max(1, 10**7 // (len(vectors) * vectors[0].size))
+
+    def add_all() -> None:
+        for _ in range(number):
+            acc.fill(0)
+            for v in vectors:
+                np.add(acc, v, out=acc)  # uint32 wraps: this is the sum mod 2^32
+
+    return measure(add_all, repeats).cpu_median / number
+
+
+def _flower_row(flower: FlowerRoundResult | None, reason: str) -> dict[str, Any]:
+    if flower is None:
+        return {"available": False, "reason": reason}
+    return {
+        "available": True,
+        "client_seconds": flower.client_seconds,
+        "client_seconds_total": sum(flower.client_seconds.values()),
+        "server_seconds": flower.server_seconds,
+        "server_seconds_total": sum(flower.server_seconds.values()),
+        "bytes_sent_per_client": flower.bytes_sent_per_client,
+        "clients_timed": flower.clients_timed,
+        "masks_regenerated": flower.masks_regenerated,
+        "sum_verified": flower.sum_verified,
+    }
+
+
+def measure_case(case: Case, quick: bool, flower_api: Any, flower_reason: str) -> dict[str, Any]:
+    """One grid point: our round (repeated), its baselines, and the ratios between them."""
+    rng = np.random.default_rng([SEED, case.n, case.d, int(case.dropout * 1000)])
+    ids = list(range(case.n))
+    dropped = sorted(int(c) for c in rng.choice(ids, round(case.dropout * case.n), replace=False))
+    survivors = [c for c in ids if c not in set(dropped)]
+    inputs = {c: rng.integers(0, 2**BITS, case.d, dtype=np.uint32) for c in ids}
+    abort_rate = _abort_rate(ids, case.d, dropped)
+    params = _completing_params(ids, case.d, dropped)
+    common = {
+        "case": case.label,
+        "n": case.n,
+        "d": case.d,
+        "dropout": case.dropout,
+        "dropped": len(dropped),
+        "survivors": len(survivors),
+        "graph_abort_rate": abort_rate,
+    }
+    if params is None:
+        reason = (
+            f"none of the first {GRAPH_TRIES} neighbour graphs lets this dropout set complete "
+            "(a neighbourhood keeps fewer than t_s survivors): every round would abort"
+        )
+        log(f"  {case.label}: skipped, {reason}")
+        return {**common, "aborted": reason}
+    graph = params.graph
+    repeats = _repeats(case, quick)
+
+    log(f"  {case.label}: {repeats} masked round(s), k = {params.neighbors}")
+    rounds: list[MaskedRoundResult] = []
+    walls, correct, aborts = [], True, []
+    expected = np.zeros(case.d, dtype=np.uint32)
+    for c in survivors:
+        np.add(expected, inputs[c], out=expected)
+    for _ in range(repeats):
+        start = time.perf_counter()
+        try:  # fresh keys every time; the graph (round id) stays the one chosen above
+            result = run_round(inputs, params, dropouts={MASKED_INPUT: dropped})
+        except BelowThresholdError as exc:  # reported, never raised: benchmarks don't fail
+            aborts.append(str(exc))
+            continue
+        walls.append(time.perf_counter() - start)
+        correct &= result.included == survivors and bool(np.array_equal(result.total, expected))
+        result.total = np.empty(0, dtype=np.uint32)  # free the d-vector, keep the figures
+        rounds.append(result)
+    if not rounds:
+        return {**common, "aborted": aborts[0]}
+    client = _median_phases(rounds, "client_seconds")
+    server = _median_phases(rounds, "server_seconds")
+    last = rounds[-1]
+    sent = statistics.mean(last.bytes_sent[c] for c in survivors)
+    received = statistics.mean(last.bytes_received[c] for c in survivors)
+
+    log(f"  {case.label}: baselines (plaintext sum, AES-CTR floor)")
+    plain = plaintext_sum_seconds([inputs[c] for c in survivors], 3 if quick else 5)
+    alive = set(survivors)
+    edges = sum(len(graph.neighbors(d) & alive) for d in dropped)
+    server_masks = len(survivors) + edges
+    client_masks = params.neighbors + 1  # every neighbour shared keys: drops come later
+    floor_repeats = 1 if server_masks * case.d > 10**8 else 3
+    server_floor = keystream_seconds(server_masks, case.d, BITS, floor_repeats)
+    client_floor = keystream_seconds(client_masks, case.d, BITS, 3)
+
+    flower: FlowerRoundResult | None = None
+    reason = flower_reason
+    if flower_api is not None:
+        count = len(survivors) if case.n <= 10 else FLOWER_TIMED[quick]
+        timed = pick_timed(survivors, count, SEED)
+        exact = not quick or len(timed) == len(survivors)
+        log(f"  {case.label}: Flower baseline ({len(timed)} clients timed, exact sum: {exact})")
+        work = FlowerWorkload(
+            inputs=inputs,
+            neighbors={c: graph.neighbors(c) for c in ids},
+            share_threshold=params.share_threshold,
+            dropped=frozenset(dropped),
+            timed=timed,
+            exact_sum=exact,
+        )
+        try:
+            flower = run_flower_round(flower_api, work)
+        except Exception as exc:  # a broken baseline must not cost the other figures
+            reason = f"the Flower baseline failed: {type(exc).__name__}: {exc}"
+    del inputs, expected
+    gc.collect()
+
+    client_total, server_total = sum(client.values()), sum(server.values())
+    ours = client_total + server_total
+    flower_client = flower_server = flower_total = None
+    if flower is not None:
+        flower_client = sum(flower.client_seconds.values())
+        flower_server = sum(flower.server_seconds.values())
+        flower_total = flower_client + flower_server
+    ratios = {
+        "server_over_plaintext_sum": ratio(server_total, plain),
+        "server_unmasking_over_prg_floor": ratio(server["unmasking"], server_floor),
+        "client_masking_over_prg_floor": ratio(client[MASKED_INPUT], client_floor),
+        "ours_over_flower": ratio(ours, flower_total),
+        "client_over_flower": ratio(client_total, flower_client),
+        "server_over_flower": ratio(server_total, flower_server),
+        "upload_over_plaintext": ratio(sent, case.d * 4),
+    }
+    return {
+        **common,
+        "round_id": params.round_id,
+        "neighbors": params.neighbors,
+        "threshold": params.threshold,
+        "share_threshold": params.share_threshold,
+        "repeats": len(rounds),
+        "aborted_repeats": len(aborts),
+        "sum_correct": correct,
+        "round_wall_seconds_median": statistics.median(walls),
+        "client_seconds": client,
+        "client_seconds_total": client_total,
+        "server_seconds": server,
+        "server_seconds_total": server_total,
+        "bytes_sent_per_client": sent,
+        "bytes_received_per_client": received,
+        "plaintext_sum_seconds": plain,
+        "prg_floor": {
+            "server_masks": server_masks,
+            "server_seconds": server_floor,
+            "client_masks": client_masks,
+            "client_seconds": client_floor,
+        },
+        "flower": _flower_row(flower, reason),
+        "ratios": ratios,
+    }
+
+
+def _warm_up(flower_api: Any) -> None:
+    """One tiny round of each kind, so imports and first-call costs stay out of the figures."""
+    ids = list(range(5))
+    params = MaskingParams.create(ids, 1000, threshold=THRESHOLD, neighbors=4, bits=BITS)
+    inputs = {c: np.zeros(1000, dtype=np.uint32) for c in ids}
+    run_round(inputs, params, dropouts={MASKED_INPUT: [0]})
+    if flower_api is not None:
+        work = FlowerWorkload(
+            inputs=inputs,
+            neighbors={c: params.graph.neighbors(c) for c in ids},
+            share_threshold=params.share_threshold,
+            dropped=frozenset({0}),
+            timed=frozenset(ids[1:]),
+        )
+        try:
+            run_flower_round(flower_api, work)
+        except Exception as exc:  # reported per case, where it fails again
+            log(f"  Flower warm-up failed: {type(exc).__name__}: {exc}")
+
+
+def run(quick: bool) -> dict[str, Any]:
+    grid = QUICK_GRID if quick else FULL_GRID
+    flower_api, flower_reason = load_flower()
+    if flower_api is None:
+        log(f"  {flower_reason}")
+    _warm_up(flower_api)
+    results = []
+    for case in grid:
+        started = time.perf_counter()
+        results.append(measure_case(case, quick, flower_api, flower_reason))
+        log(f"  {case.label}: done in {time.perf_counter() - started:.1f} s")
+    headline = next((r for r in results if r["case"] == HEADLINE.label), {})
+    return {
+        "benchmark": "secagg",
+        "params": {
+            "grid": [{"n": c.n, "d": c.d, "dropout": c.dropout} for c in grid],
+            "headline": HEADLINE.label,
+            "bits": BITS,
+            "threshold": THRESHOLD,
+            "neighbors": "automatic, k = O(log n) (MaskingParams.create(neighbors=0))",
+            "dropout_phase": MASKED_INPUT,
+            "inputs": "uniform random uint32 vectors (already quantized)",
+            "clock": "time.process_time (CPU seconds of this process)",
+            "client_seconds": "mean per client that worked in the phase; median over repeats",
+            "flower_clients_timed": f"all if n <= 10, else {FLOWER_TIMED[quick]} survivors",
+            "seed": SEED,
+        },
+        "results": results,
+        "ratios": headline.get("ratios", {}),  # the case named by params["headline"]
+        "environment": {"flwr": flower_api.version if flower_api else None},
+    }
+
+
+def render(result: Mapping[str, Any]) -> str:
+    """One line per case: the headline figures and the three ratios."""
+    columns = [
+        ("n", lambda r: r["n"]),
+        ("d", lambda r: r["d"]),
+        ("drop", lambda r: r["dropout"]),
+        ("k", lambda r: r["neighbors"]),
+        ("client s", lambda r: r["client_seconds_total"]),
+        ("mask s", lambda r: r["client_seconds"][MASKED_INPUT]),
+        ("server s", lambda r: r["server_seconds_total"]),
+        ("unmask s", lambda r: r["server_seconds"]["unmasking"]),
+        ("KiB/client", lambda r: r["bytes_sent_per_client"] / 1024),
+        ("(a) srv/plain", lambda r: r["ratios"]["server_over_plaintext_sum"]),
+        ("(b) unmask/PRG", lambda r: r["ratios"]["server_unmasking_over_prg_floor"]),
+        ("(b) mask/PRG", lambda r: r["ratios"]["client_masking_over_prg_floor"]),
+        ("(c) ours/flwr", lambda r: r["ratios"]["ours_over_flower"]),
+        ("abort rate", lambda r: r["graph_abort_rate"]),
+        ("sum ok", lambda r: r["sum_correct"]),
+    ]
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    rows = [
+        [cell(get(r)) for _, get in columns]
+        if "aborted" not in r
+        else [str(r["n"]), str(r["d"]), str(r["dropout"])]
+        + ["-"] * (len(columns) - 5)
+        + [cell(r["graph_abort_rate"]), "aborted"]
+        for r in result["results"]
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, (h, _) in enumerate(columns)]
+    lines = ["  ".join(h.rjust(w) for (h, _), w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
+    env = result.get("environment", {})
+    lines.append("")
+    lines.append(
+        f"CPU seconds (process_time); flwr {env.get('flwr')}; ratios of the headline case "
+        f"({result['params']['headline']}):"
+    )
+    lines += [f"  {k}: {cell(v)}" for k, v in result.get("ratios", {}).items()]
+    for r in result["results"]:
+        if "aborted" in r:
+            lines.append(f"{r['case']}: {r['aborted']}")
+    for r in result["results"]:
+        if "flower" in r and not r["flower"]["available"]:
+            lines.append(f"Flower baseline unavailable: {r['flower']['reason']}")
+            break
+    return "\n".join(lines)
