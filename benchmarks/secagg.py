@@ -81,9 +81,16 @@ def _repeats(case: Case, quick: bool) -> int:
     return 3
 
 
-def _params(ids: list[int], d: int, round_id: int) -> MaskingParams:
+def _params(ids: list[int], d: int, round_id: int, dropout_rate: float) -> MaskingParams:
+    """A deployment expecting this dropout rate sizes its SecAgg+ graph for it."""
     return MaskingParams.create(
-        ids, d, threshold=THRESHOLD, bits=BITS, round_id=round_id, graph_seed=GRAPH_SEED
+        ids,
+        d,
+        threshold=THRESHOLD,
+        bits=BITS,
+        round_id=round_id,
+        graph_seed=GRAPH_SEED,
+        dropout_rate=dropout_rate,
     )
 
 
@@ -105,16 +112,20 @@ def round_completes(params: MaskingParams, dropped: Collection[int]) -> bool:
     )
 
 
-def _abort_rate(ids: list[int], d: int, dropped: Collection[int]) -> float:
+def _abort_rate(ids: list[int], d: int, dropped: Collection[int], rate: float) -> float:
     """Fraction of the first ABORT_RATE_GRAPHS graphs (round ids) on which the round aborts."""
-    fails = sum(not round_completes(_params(ids, d, r), dropped) for r in range(ABORT_RATE_GRAPHS))
+    fails = sum(
+        not round_completes(_params(ids, d, r, rate), dropped) for r in range(ABORT_RATE_GRAPHS)
+    )
     return fails / ABORT_RATE_GRAPHS
 
 
-def _completing_params(ids: list[int], d: int, dropped: Collection[int]) -> MaskingParams | None:
+def _completing_params(
+    ids: list[int], d: int, dropped: Collection[int], rate: float
+) -> MaskingParams | None:
     """The first round id whose graph lets the round complete (the next round, in practice)."""
     for r in range(GRAPH_TRIES):
-        params = _params(ids, d, r)
+        params = _params(ids, d, r, rate)
         if round_completes(params, dropped):
             return params
     return None
@@ -185,8 +196,8 @@ def measure_case(case: Case, quick: bool, flower_api: Any, flower_reason: str) -
     dropped = sorted(int(c) for c in rng.choice(ids, round(case.dropout * case.n), replace=False))
     survivors = [c for c in ids if c not in set(dropped)]
     inputs = {c: rng.integers(0, 2**BITS, case.d, dtype=np.uint32) for c in ids}
-    abort_rate = _abort_rate(ids, case.d, dropped)
-    params = _completing_params(ids, case.d, dropped)
+    abort_rate = _abort_rate(ids, case.d, dropped, case.dropout)
+    params = _completing_params(ids, case.d, dropped, case.dropout)
     common = {
         "case": case.label,
         "n": case.n,

@@ -90,6 +90,9 @@ class ProtectionSection:
     bits: int = 32  # modulus 2^bits of the masked group
     clip_range: float = 1.0  # each update coordinate is clipped to [-clip_range, clip_range]
     dropout: float = 0.0  # simulated fraction of clients dropping out at each phase
+    # fraction of clients a deployment expects to lose over a whole round; sizes the SecAgg+
+    # graph so that every neighbourhood keeps enough share holders (see secagg/masking/params.py)
+    expected_dropout: float = 0.1
     dropout_phases: list[str] = field(
         default_factory=lambda: ["share_keys", "masked_input", "unmasking"]
     )
@@ -368,6 +371,10 @@ def validate(config: Config) -> None:
     _check(2 <= pt.bits <= 64, f"protection.bits must be in 2..64, got {pt.bits}")
     _check(pt.clip_range > 0, f"protection.clip_range must be > 0, got {pt.clip_range}")
     _check(0 <= pt.dropout < 1, f"protection.dropout must be in [0, 1), got {pt.dropout}")
+    _check(
+        0 <= pt.expected_dropout < 1,
+        f"protection.expected_dropout must be in [0, 1), got {pt.expected_dropout}",
+    )
     for phase in pt.dropout_phases:
         _check(
             phase in PHASES_WITH_DROPOUT,

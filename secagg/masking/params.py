@@ -17,19 +17,50 @@ one unmasking request and reveals either the self-mask share or the key share of
 both, so even a server that tells different holders different stories about one client cannot
 gather t_s shares of both of its secrets.
 
-Degree. ``neighbors=0`` chooses ``k`` from n and the security parameter (Bell et al., "Secure
+Degree. ``neighbors=0`` chooses ``k`` for both security and correctness (Bell et al., "Secure
 Single-Server Aggregation with (Poly)Logarithmic Overhead", CCS 2020, which shows k = O(log n)
-suffices on a random Harary graph). Our concrete bound: the server learns partial sums only
-if the surviving clients' graph disconnects, which on the ring requires two disjoint runs of
-k/2 consecutive lost clients. If each client is lost (dropped or colluding) independently with
-probability at most rho, that happens with probability <= n^2 rho^k. Requiring <= 2^-sigma:
+suffices on a random Harary graph).
 
-    k = 2 * ceil((sigma + 2 log2 n) / (2 log2(1 / rho))),  rho = max(1 - t/n, 1/n),  sigma = 40
+Security: the server learns partial sums only if the surviving clients' graph disconnects,
+which on the ring requires two disjoint runs of k/2 consecutive lost clients. If each client
+is lost (dropped or colluding) independently with probability at most rho, that happens with
+probability <= n^2 rho^k. Requiring <= 2^-sigma:
 
-capped at n - 1 (the complete graph). rho = 1 - t/n is the largest loss the round tolerates.
-E.g. t = 0.6 n: k = 42 for n = 100, 46 for n = 1000, 52 for n = 10^4. This is a union bound,
-not the paper's exact constants, and it assumes the seed is unpredictable when clients are
-chosen; it is deliberately conservative.
+    k >= k_sec = 2 * ceil((sigma + 2 log2 n) / (2 log2(1 / rho))),  rho = max(1 - t/n, 1/n),
+    sigma = 40
+
+rho = 1 - t/n is the largest loss the round tolerates. This is a union bound, not the paper's
+exact constants, and it assumes the seed is unpredictable when clients are chosen; it is
+deliberately conservative.
+
+Correctness: the round completes only if every neighbourhood whose secret must be recovered
+(b_u of each survivor, s_u of each dropped client) keeps at least t_s alive holders, which is
+implied by "every one of the n neighbourhoods keeps >= t_s survivors". If each client is lost
+independently with probability ``dropout_rate`` = p over the whole round, a union bound over
+the n neighbourhoods gives the failure probability
+
+    n * P[Bin(k + 1, 1 - p) < t_s(k)]  <=  2^-eta,   eta = 20   (exact binomial tail)
+
+``auto_degree`` returns the smallest even k >= k_sec meeting this (t_s depends on k, so it is
+searched, not solved), or n - 1 (the complete graph) when no k < n - 1 does. On the complete
+graph completion is exactly "at least t clients survive", which no degree can improve. When
+p >= 1 - t/n no degree makes completion likely: the result is n - 1 and the round completes
+only when at least t clients happen to survive. p = 0 gives k_sec alone.
+
+E.g. t = 0.6 n (k_sec = 42 for n = 100, 46 for n = 1000, 52 for n = 10^4):
+
+    ============  ========  ========  ========
+    dropout_rate  n = 100   n = 1000  n = 10^4
+    ============  ========  ========  ========
+    0             42        46        52
+    0.1 (default) 50        54        62
+    0.2           99        170       192
+    0.3           99        792       892
+    ============  ========  ========  ========
+
+Larger expected loss needs a much larger k, because a neighbourhood of k + 1 clients has to
+stay above the fraction t/n with a margin that shrinks like 1/sqrt(k); a deployment expecting
+to lose close to 1 - t/n of its clients should lower t or use the complete graph.
 """
 
 from __future__ import annotations
@@ -42,6 +73,7 @@ from functools import cached_property
 from numbers import Integral, Real
 
 import numpy as np
+from scipy.special import bdtr
 
 from secagg.crypto import prg
 from secagg.crypto.kdf import derive_key, encode_context
@@ -60,20 +92,66 @@ FINISHED = "finished"
 SERVER_ID = 2**64 - 1
 #: Statistical security parameter sigma of the automatic degree choice.
 SECURITY_BITS = 40
+#: Correctness parameter eta: the automatic degree lets a round abort with probability at most
+#: 2^-eta when clients drop independently at the expected ``dropout_rate``.
+CORRECTNESS_BITS = 20
+#: Fraction of clients a deployment expects to lose over the whole round (all phases).
+DEFAULT_DROPOUT_RATE = 0.1
 #: Bits of the masked group are limited by the mask word (uint64).
 MAX_BITS = prg.MAX_BITS
 
 
-def auto_degree(n: int, threshold: int) -> int:
-    """The SecAgg+ degree for n clients and threshold t (formula in the module docstring)."""
+def security_degree(n: int, threshold: int) -> int:
+    """k_sec: even degree keeping the surviving graph connected, capped at n - 1 (docstring)."""
     rho = max(1 - threshold / n, 1 / n)
     half = math.ceil((SECURITY_BITS + 2 * math.log2(n)) / (2 * math.log2(1 / rho)))
     return min(2 * half, n - 1)
 
 
+def completion_failure_bound(n: int, threshold: int, degree: int, dropout_rate: float) -> float:
+    """Bound on the abort probability when each client is lost with prob. ``dropout_rate``.
+
+    Below the complete graph: the union bound n * P[Bin(k + 1, 1 - p) < t_s] over the n
+    neighbourhoods (capped at 1). On the complete graph: exactly P[Bin(n, 1 - p) < t].
+    """
+    _check_dropout_rate(dropout_rate)
+    if degree >= n - 1:
+        return float(bdtr(threshold - 1, n, 1 - dropout_rate))
+    t_s = share_threshold(n, threshold, degree)
+    return min(1.0, n * float(bdtr(t_s - 1, degree + 1, 1 - dropout_rate)))
+
+
+def auto_degree(n: int, threshold: int, dropout_rate: float = DEFAULT_DROPOUT_RATE) -> int:
+    """The SecAgg+ degree for n clients, threshold t and expected loss (module docstring).
+
+    The smallest even k >= k_sec whose union-bound abort probability at ``dropout_rate`` is
+    at most 2^-CORRECTNESS_BITS; n - 1 (the complete graph) if none below n - 1 is.
+    """
+    _check_dropout_rate(dropout_rate)
+    k_sec = security_degree(n, threshold)
+    if k_sec >= n - 1 or dropout_rate >= 1 - threshold / n:
+        return n - 1
+    if dropout_rate == 0:
+        return k_sec
+    ks = np.arange(max(k_sec, 2), n - 1, 2)
+    t_s = -(-threshold * (ks + 1) // n)
+    failure = n * bdtr(t_s - 1, ks + 1, 1 - dropout_rate)  # binomial CDF
+    ok = np.flatnonzero(failure <= 2.0**-CORRECTNESS_BITS)
+    return int(ks[ok[0]]) if ok.size else n - 1
+
+
 def share_threshold(n: int, threshold: int, degree: int) -> int:
     """Shares needed to reconstruct a secret shared among a neighbourhood of k + 1 holders."""
     return -(-threshold * (degree + 1) // n)
+
+
+def _check_dropout_rate(dropout_rate: float) -> None:
+    if (
+        isinstance(dropout_rate, bool)
+        or not isinstance(dropout_rate, Real)
+        or not 0 <= dropout_rate < 1
+    ):
+        raise ProtocolError(f"dropout_rate must be a fraction in [0, 1), got {dropout_rate!r}")
 
 
 def _int(name: str, value: object) -> int:
@@ -122,22 +200,26 @@ class MaskingParams:
         bits: int = 32,
         round_id: int = 0,
         graph_seed: bytes = b"",
+        dropout_rate: float = DEFAULT_DROPOUT_RATE,
     ) -> MaskingParams:
         """Resolve a fractional threshold and an automatic degree, then validate.
 
         ``threshold < 1`` is a fraction of the clients (rounded up), ``>= 1`` a count;
         ``neighbors = 0`` picks k = O(log n) (see the module docstring), ``n - 1`` gives the
-        complete graph of the original SecAgg.
+        complete graph of the original SecAgg. ``dropout_rate``, the fraction of clients the
+        deployment expects to lose over the round, only affects the automatic degree; it is
+        not stored (the resulting k is, and the digest covers it).
         """
         ids = tuple(sorted(_int("client id", c) for c in client_ids))
         n = len(ids)
         if n < 2:
             raise ProtocolError(f"secure aggregation needs at least 2 clients, got {n}")
         t = _resolve_threshold(threshold, n)
+        _check_dropout_rate(dropout_rate)
         k = _int("neighbors", neighbors)
         if k == 0:
             _check_threshold(t, n)
-            k = auto_degree(n, t)
+            k = auto_degree(n, t, dropout_rate)
         return cls(ids, dim, t, k, bits, round_id, graph_seed)
 
     def __post_init__(self) -> None:

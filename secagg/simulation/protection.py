@@ -104,6 +104,10 @@ class MaskedProtection:
                 f"protection.neighbors = {self.neighbors} must be below the {n} clients of this run"
             )
         self.spec = QuantizationSpec(bits=pt.bits, clip=pt.clip_range, max_clients=n)
+        # Size the SecAgg+ graph for the dropout this run will see: the expected rate, or the
+        # simulated one compounded over its phases, whichever is larger.
+        simulated = 1 - (1 - pt.dropout) ** len(pt.dropout_phases)
+        self.dropout_rate = max(pt.expected_dropout, simulated)
 
     def aggregate(
         self,
@@ -126,6 +130,7 @@ class MaskedProtection:
             bits=self.spec.bits,
             round_id=round_idx,
             graph_seed=f"secagg-graph/{self.seed}".encode(),
+            dropout_rate=self.dropout_rate,
         )
         try:
             result = run_round(inputs, params, dropouts=schedule.by_phase)

@@ -35,13 +35,20 @@ def test_threshold_must_be_a_strict_majority_count_or_fraction(threshold: object
 
 
 def test_auto_degree_grows_logarithmically_and_is_even() -> None:
-    degrees = {n: MaskingParams.create(range(n), 1).neighbors for n in (100, 1000, 10_000)}
-    assert degrees == {100: 42, 1000: 46, 10_000: 52}
-    assert all(k % 2 == 0 for k in degrees.values())
-    # the formula from the params docstring, spelled out
+    sizes = (100, 1000, 10_000)
+    # security alone (no dropout expected): the connectivity bound
+    secure = {n: MaskingParams.create(range(n), 1, dropout_rate=0).neighbors for n in sizes}
+    assert secure == {100: 42, 1000: 46, 10_000: 52}
+    # the default also keeps rounds completing when 10% of the clients drop
+    degrees = {n: MaskingParams.create(range(n), 1).neighbors for n in sizes}
+    assert degrees == {100: 50, 1000: 54, 10_000: 62}
+    assert all(k % 2 == 0 for k in (*secure.values(), *degrees.values()))
+    # the security formula from the params docstring, spelled out
     n, t = 1000, 600
     rho = 1 - t / n
-    assert auto_degree(n, t) == 2 * math.ceil((40 + 2 * math.log2(n)) / (2 * math.log2(1 / rho)))
+    k_sec = 2 * math.ceil((40 + 2 * math.log2(n)) / (2 * math.log2(1 / rho)))
+    assert auto_degree(n, t, 0) == k_sec
+    assert auto_degree(n, t) >= k_sec
 
 
 def test_auto_degree_falls_back_to_the_complete_graph_for_small_n() -> None:
@@ -82,6 +89,8 @@ def test_odd_complete_degree_is_allowed() -> None:
         ({"bits": 65}, "bits"),
         ({"round_id": -1}, "round_id"),
         ({"graph_seed": "seed"}, "graph_seed"),
+        ({"dropout_rate": 1.0}, "dropout_rate"),
+        ({"dropout_rate": -0.5}, "dropout_rate"),
     ],
 )
 def test_invalid_parameters_raise_protocol_errors(kwargs: dict[str, object], match: str) -> None:
