@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from support.honest_round import HonestRound
 
 from secagg.crypto import shamir
 from secagg.errors import (
@@ -30,7 +31,6 @@ from secagg.masking.messages import (
     KeyDirectory,
     MaskedInput,
     PublicKeys,
-    ServerMessage,
     ShareDelivery,
     ShareKeys,
     UnmaskingRequest,
@@ -38,32 +38,13 @@ from secagg.masking.messages import (
     decode_server_message,
 )
 from secagg.masking.params import SERVER_ID, MaskingParams
-from secagg.masking.server import MaskingServer
 
 ROUND = 7
 
 
-class Round:
-    """Honest clients and server for one round, advanced phase by phase in memory."""
-
-    def __init__(self, n: int = 6, neighbors: int = 0, threshold: float = 0.6) -> None:
-        self.params = MaskingParams.create(
-            range(n), 8, threshold=threshold, neighbors=neighbors, round_id=ROUND, graph_seed=b"g"
-        )
-        rng = np.random.default_rng(0)
-        self.inputs = {c: rng.integers(0, 2**32, 8, dtype=np.uint32) for c in range(n)}
-        self.clients = {c: MaskingClient(c, self.params, self.inputs[c]) for c in range(n)}
-        self.server = MaskingServer(self.params)
-        self.outbox: dict[int, ServerMessage] = self.server.start()
-
-    def advance(self, silent: frozenset[int] = frozenset()) -> dict[int, ServerMessage]:
-        """Deliver the pending server messages, collect the replies, close the phase."""
-        for client, message in self.outbox.items():
-            if client not in silent:
-                for reply in self.clients[client].handle(message):
-                    self.server.receive(reply)
-        self.outbox = self.server.close_phase()
-        return self.outbox
+def Round(n: int = 6, neighbors: int = 0, threshold: float = 0.6) -> HonestRound:
+    """The shared honest round with this module's round id, dimension and input seed."""
+    return HonestRound(n, neighbors, threshold, round_id=ROUND, dim=8, seed=0, graph_seed=b"g")
 
 
 def test_client_runs_the_four_phases_in_order() -> None:

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from support.honest_round import HonestRound
 
 from secagg.errors import (
     BelowThresholdError,
@@ -17,47 +18,25 @@ from secagg.errors import (
     UnknownSenderError,
     WrongRoundError,
 )
-from secagg.masking.client import MaskingClient
 from secagg.masking.messages import (
     AdvertiseKeys,
-    ClientMessage,
     KeyDirectory,
     MaskedInput,
     PublicKeys,
-    ServerMessage,
     ShareDelivery,
     ShareKeys,
     UnmaskingRequest,
     UnmaskingResponse,
     decode_client_message,
 )
-from secagg.masking.params import MaskingParams
 from secagg.masking.server import MaskingServer
 
 ROUND = 3
 
 
-class Round:
-    """Honest clients around the server under test; replies are returned, not auto-sent."""
-
-    def __init__(self, n: int = 6, neighbors: int = 0, threshold: float = 0.6) -> None:
-        self.params = MaskingParams.create(
-            range(n), 5, threshold=threshold, neighbors=neighbors, round_id=ROUND
-        )
-        rng = np.random.default_rng(1)
-        self.inputs = {c: rng.integers(0, 2**32, 5, dtype=np.uint32) for c in range(n)}
-        self.clients = {c: MaskingClient(c, self.params, self.inputs[c]) for c in range(n)}
-        self.server = MaskingServer(self.params)
-        self.outbox: dict[int, ServerMessage] = self.server.start()
-
-    def replies(self, silent: frozenset[int] = frozenset()) -> dict[int, ClientMessage]:
-        return {c: self.clients[c].handle(m)[0] for c, m in self.outbox.items() if c not in silent}
-
-    def advance(self, silent: frozenset[int] = frozenset()) -> dict[int, ServerMessage]:
-        for reply in self.replies(silent).values():
-            self.server.receive(reply)
-        self.outbox = self.server.close_phase()
-        return self.outbox
+def Round(n: int = 6, neighbors: int = 0, threshold: float = 0.6) -> HonestRound:
+    """The shared honest round with this module's round id, dimension and input seed."""
+    return HonestRound(n, neighbors, threshold, round_id=ROUND, dim=5, seed=1)
 
 
 def test_server_routes_keys_and_shares_only_between_neighbours() -> None:
