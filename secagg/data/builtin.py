@@ -20,23 +20,15 @@ BUILTIN_DATASETS = ("breast_cancer", "digits", "synthetic")
 
 def load_builtin(data: DataSection, rng: np.random.Generator) -> Table:
     """Load ``data.dataset`` (one of :data:`BUILTIN_DATASETS`); ``rng`` seeds synthetic data."""
-    if data.dataset == "breast_cancer":
-        bunch = load_breast_cancer()
+    sklearn_loaders = {"breast_cancer": load_breast_cancer, "digits": load_digits}
+    if data.dataset in sklearn_loaders:
+        bunch = sklearn_loaders[data.dataset]()
         return Table(
             X=np.asarray(bunch.data, dtype=np.float64),
             y=np.asarray(bunch.target, dtype=np.int64),
             feature_names=[str(f) for f in bunch.feature_names],
             class_names=[str(c) for c in bunch.target_names],
-            source="breast_cancer",
-        )
-    if data.dataset == "digits":
-        bunch = load_digits()
-        return Table(
-            X=np.asarray(bunch.data, dtype=np.float64),
-            y=np.asarray(bunch.target, dtype=np.int64),
-            feature_names=[str(f) for f in bunch.feature_names],
-            class_names=[str(c) for c in bunch.target_names],
-            source="digits",
+            source=data.dataset,
         )
     if data.dataset == "synthetic":
         return _synthetic(data, rng)
