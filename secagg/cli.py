@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,8 @@ _PRIVACY_HELP = """\
 Differential-privacy calculator for DP-SGD (Opacus accountants).
 
 Give the sampling either as --sample-rate and --steps, or as --samples, --batch-size and
---epochs (then q = batch/samples and steps = epochs / q). Then either:
+--epochs (then q = batch/samples and steps = epochs x floor(samples/batch), the steps a
+client of secagg simulate takes). Then either:
   --noise-multiplier S   -> prints the ε spent, or
   --target-epsilon E     -> prints the smallest noise multiplier σ that stays within ε.
 
@@ -76,7 +76,7 @@ def _build_parser() -> argparse.ArgumentParser:
     priv.add_argument("--steps", type=int, help="number of DP-SGD steps")
     priv.add_argument("--samples", type=int, help="training set size (with --batch-size)")
     priv.add_argument("--batch-size", type=int, help="expected batch size")
-    priv.add_argument("--epochs", type=float, help="passes over the data (with --samples)")
+    priv.add_argument("--epochs", type=int, help="passes over the data (with --samples)")
     priv.add_argument("--delta", type=float, default=1e-5, help="δ (default 1e-5)")
     priv.add_argument("--accountant", choices=["rdp", "prv"], default="rdp")
     which = priv.add_mutually_exclusive_group(required=True)
@@ -142,7 +142,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_privacy(args: argparse.Namespace) -> int:
-    from secagg.privacy import epsilon_for, noise_for
+    from secagg.privacy import dp_sgd_schedule, epsilon_for, noise_for
 
     if args.sample_rate is not None or args.steps is not None:
         if args.sample_rate is None or args.steps is None:
@@ -151,8 +151,7 @@ def _cmd_privacy(args: argparse.Namespace) -> int:
     elif None not in (args.samples, args.batch_size, args.epochs):
         if args.samples <= 0 or args.batch_size <= 0 or args.epochs <= 0:
             raise ConfigError("--samples, --batch-size and --epochs must be > 0")
-        q = min(1.0, args.batch_size / args.samples)
-        steps = max(1, math.ceil(args.epochs / q))
+        q, steps = dp_sgd_schedule(args.samples, args.batch_size, args.epochs)
     else:
         raise ConfigError(
             "give the sampling: --sample-rate and --steps, or --samples, --batch-size and --epochs"

@@ -69,7 +69,7 @@ from secagg.config import Config, PrivacySection, RunSection, TrainingSection, v
 from secagg.data import ClientData
 from secagg.errors import ConfigError, DataError, PrivacyError
 from secagg.models import get_flat_params, set_flat_params
-from secagg.privacy.accounting import epsilon_of, make_accountant, noise_for
+from secagg.privacy.accounting import dp_sgd_schedule, epsilon_of, make_accountant, noise_for
 
 LOCAL_PRIVACY_MODES = ("none", "local-dp")
 
@@ -172,7 +172,7 @@ class LocalTrainer:
             self._accountant = None
             return
 
-        self._batches_per_epoch = max(1, n // batch)
+        _, self._batches_per_epoch = dp_sgd_schedule(n, batch, 1)
         self.steps_per_round = training.local_epochs * self._batches_per_epoch
         self._expected_batch_size = min(batch, n)  # = q·n exactly
         if privacy.noise_multiplier is not None:

@@ -134,3 +134,24 @@ def test_console_script_exits_2_without_traceback(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "secagg: error: run.seed must be >= 0, got -1"
+
+
+def test_privacy_counts_the_steps_a_client_takes(capsys: pytest.CaptureFixture[str]) -> None:
+    # 29 samples, batch 8: Opacus counts a Poisson epoch as ⌊29 / 8⌋ = 3 batches, and so do
+    # the trainers of `secagg simulate`; the calculator must answer for the same schedule.
+    argv = [
+        "privacy",
+        "--samples",
+        "29",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "5",
+        "--noise-multiplier",
+        "1.0",
+        "--json",
+    ]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["steps"] == 15
+    assert out["sample_rate"] == pytest.approx(8 / 29)

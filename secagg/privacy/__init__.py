@@ -6,6 +6,7 @@ The public surface is :func:`epsilon_for` (schedule -> ε) and :func:`noise_for`
 
 from secagg.privacy.accounting import (
     ACCOUNTANTS,
+    dp_sgd_schedule,
     epsilon_for,
     epsilon_of,
     make_accountant,
@@ -15,6 +16,7 @@ from secagg.privacy.accounting import (
 
 __all__ = [
     "ACCOUNTANTS",
+    "dp_sgd_schedule",
     "epsilon_for",
     "epsilon_of",
     "make_accountant",

@@ -83,6 +83,20 @@ def _check_steps(steps: int, minimum: int) -> None:
         raise PrivacyError(f"steps must be an integer >= {minimum}, got {steps!r}")
 
 
+def dp_sgd_schedule(samples: int, batch_size: int, epochs: int) -> tuple[float, int]:
+    """Sample rate q and step count of ``epochs`` Poisson-sampled DP-SGD epochs.
+
+    One place for the count, so that the calculator (``secagg privacy``) and the trainer
+    account for the same steps: q = min(1, batch_size / samples), and an epoch is Opacus'
+    ``int(1 / q)`` batches computed exactly as ``max(1, samples // batch_size)`` (the float
+    form is off by one for some sizes, e.g. 93 samples with batch 1 gives 92).
+    """
+    for name, value in (("samples", samples), ("batch_size", batch_size), ("epochs", epochs)):
+        if value < 1:
+            raise PrivacyError(f"{name} must be >= 1, got {value}")
+    return min(1.0, batch_size / samples), epochs * max(1, samples // batch_size)
+
+
 def make_accountant(accountant: str = "rdp") -> IAccountant:
     """A fresh Opacus accountant (``"rdp"`` or ``"prv"``) with an empty history."""
     _check_accountant(accountant)

@@ -243,7 +243,6 @@ class _ProgressBar:
             TimeElapsedColumn,
         )
 
-        self.n_clients = n_clients
         self.total_rounds = config.run.rounds
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
