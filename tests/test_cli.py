@@ -44,6 +44,8 @@ def _fails_with(capsys: pytest.CaptureFixture[str], argv: list[str], expected: s
         (["privacy.target_epsilon=-2"], "privacy.target_epsilon must be > 0"),
         (["data.clients=5000"], "data.clients=5000"),
         (["data.dataset=csv", "data.path=/nonexistent/patients.csv"], "/nonexistent/patients.csv"),
+        (["protection.mode=secagg+", "protection.threshold=11"], "protection: threshold t = 11"),
+        (["protection.mode=secagg+", "protection.neighbors=10"], "protection: neighbors must be"),
     ],
 )
 def test_bad_configs_exit_2_with_one_line(

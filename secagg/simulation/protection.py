@@ -15,7 +15,7 @@ import numpy as np
 
 from secagg.aggregation import AggregationRule
 from secagg.config import Config
-from secagg.errors import BelowThresholdError, ConfigError, CryptoError
+from secagg.errors import BelowThresholdError, ConfigError, CryptoError, ProtocolError
 from secagg.masking.driver import run_round
 from secagg.masking.params import MaskingParams
 from secagg.quantize import QuantizationSpec, decode_weighted_mean, encode_weighted
@@ -87,27 +87,33 @@ class MaskedProtection:
     def __init__(self, config: Config, client_ids: list[int], dim: int, seed: int) -> None:
         pt = config.protection
         self.name = pt.mode
-        self.config = config
         self.client_ids = client_ids
         self.dim = dim
         self.seed = seed
         n = len(client_ids)
         self.neighbors = (n - 1) if pt.mode == "secagg" else pt.neighbors
         self.threshold: float | int = pt.threshold if pt.threshold < 1 else int(pt.threshold)
-        if isinstance(self.threshold, int) and not n / 2 < self.threshold <= n:
-            raise ConfigError(
-                f"protection.threshold = {self.threshold} must be a count in ({n / 2:g}, {n}] "
-                f"for the {n} clients of this run"
-            )
-        if self.neighbors >= n:
-            raise ConfigError(
-                f"protection.neighbors = {self.neighbors} must be below the {n} clients of this run"
-            )
         self.spec = QuantizationSpec(bits=pt.bits, clip=pt.clip_range, max_clients=n)
         # Size the SecAgg+ graph for the dropout this run will see: the expected rate, or the
         # simulated one compounded over its phases, whichever is larger.
         simulated = 1 - (1 - pt.dropout) ** len(pt.dropout_phases)
         self.dropout_rate = max(pt.expected_dropout, simulated)
+        try:  # the protocol's own checks of t and k against n, before any client trains
+            self._params(0)
+        except ProtocolError as exc:
+            raise ConfigError(f"protection: {exc}") from None
+
+    def _params(self, round_idx: int) -> MaskingParams:
+        return MaskingParams.create(
+            self.client_ids,
+            self.dim + 1,
+            threshold=self.threshold,
+            neighbors=self.neighbors,
+            bits=self.spec.bits,
+            round_id=round_idx,
+            graph_seed=f"secagg-graph/{self.seed}".encode(),
+            dropout_rate=self.dropout_rate,
+        )
 
     def aggregate(
         self,
@@ -122,16 +128,7 @@ class MaskedProtection:
             # Stochastic rounding is not secret: a seeded generator keeps runs reproducible.
             rng = np.random.default_rng([self.seed, round_idx, c, 0x5EC])
             inputs[c] = encode_weighted(updates[c], weights[c] / max_w, self.spec, rng)
-        params = MaskingParams.create(
-            self.client_ids,
-            self.dim + 1,
-            threshold=self.threshold,
-            neighbors=self.neighbors,
-            bits=self.spec.bits,
-            round_id=round_idx,
-            graph_seed=f"secagg-graph/{self.seed}".encode(),
-            dropout_rate=self.dropout_rate,
-        )
+        params = self._params(round_idx)
         try:
             result = run_round(inputs, params, dropouts=schedule.by_phase)
         except (BelowThresholdError, CryptoError) as exc:
