@@ -14,13 +14,17 @@ Ratios, each against a baseline measured in the same process on the same data:
     per (dropped client, surviving neighbour) edge), and ``client_masking_over_prg_floor``:
     a client's masked-input time over its own k + 1 keystreams of d words;
 (c) ``ours_over_flower``: our client + server time over Flower's SecAgg+ primitives doing
-    the same protocol work (``benchmarks.flower_baseline``).
+    the same protocol work (``benchmarks.flower_baseline``);
+(d) ``consistency``: the signed consistency round (the default, against a lying server)
+    against the same round without it (``protection.consistency = "none"``): signatures
+    each client makes and checks, extra bytes, extra client and server CPU time.
 
 All times are CPU seconds (``time.process_time``), as the round driver reports them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import statistics
@@ -41,6 +45,7 @@ from benchmarks.flower_baseline import (
     run_flower_round,
 )
 from secagg.crypto import prg
+from secagg.crypto.signing import IdentityDirectory
 from secagg.errors import BelowThresholdError
 from secagg.masking.driver import MaskedRoundResult, run_round
 from secagg.masking.params import MASKED_INPUT, PHASES, MaskingParams
@@ -223,19 +228,29 @@ def measure_case(case: Case, quick: bool, flower_api: Any, flower_reason: str) -
     expected = np.zeros(case.d, dtype=np.uint32)
     for c in survivors:
         np.add(expected, inputs[c], out=expected)
+    directory, keys = IdentityDirectory.generate(ids)
+    signed = dataclasses.replace(params, identities=directory)
+    unsigned_rounds: list[MaskedRoundResult] = []
     for _ in range(repeats):
-        start = time.perf_counter()
-        try:  # fresh keys every time; the graph (round id) stays the one chosen above
-            result = run_round(inputs, params, dropouts={MASKED_INPUT: dropped})
-        except BelowThresholdError as exc:  # reported, never raised: benchmarks don't fail
-            aborts.append(str(exc))
-            continue
-        walls.append(time.perf_counter() - start)
-        correct &= result.included == survivors and bool(np.array_equal(result.total, expected))
-        result.total = np.empty(0, dtype=np.uint32)  # free the d-vector, keep the figures
-        rounds.append(result)
-    if not rounds:
+        # Interleaved, so that load on the machine hits both variants alike.
+        for variant, runs in ((signed, rounds), (params, unsigned_rounds)):
+            start = time.perf_counter()
+            try:  # fresh keys every time; the graph (round id) stays the one chosen above
+                result = run_round(
+                    inputs, variant, dropouts={MASKED_INPUT: dropped}, identities=keys
+                )
+            except BelowThresholdError as exc:  # reported, never raised: benchmarks don't fail
+                aborts.append(str(exc))
+                continue
+            if runs is rounds:
+                walls.append(time.perf_counter() - start)
+            correct &= result.included == survivors
+            correct &= bool(np.array_equal(result.total, expected))
+            result.total = np.empty(0, dtype=np.uint32)  # free the d-vector, keep the figures
+            runs.append(result)
+    if not rounds or not unsigned_rounds:
         return {**common, "aborted": aborts[0]}
+    consistency = _consistency_cost(signed, rounds, unsigned_rounds, survivors)
     client = _median_phases(rounds, "client_seconds")
     server = _median_phases(rounds, "server_seconds")
     last = rounds[-1]
@@ -314,16 +329,58 @@ def measure_case(case: Case, quick: bool, flower_api: Any, flower_reason: str) -
             "client_seconds": client_floor,
         },
         "flower": _flower_row(flower, reason),
+        "consistency": consistency,
         "ratios": ratios,
+    }
+
+
+def _consistency_cost(
+    params: MaskingParams,
+    signed: list[MaskedRoundResult],
+    unsigned: list[MaskedRoundResult],
+    survivors: list[int],
+) -> dict[str, Any]:
+    """What the signed consistency round adds to the same round without it (same run)."""
+
+    def per_client(runs: list[MaskedRoundResult], attr: str) -> float:
+        return statistics.mean(getattr(runs[-1], attr)[c] for c in survivors)
+
+    def total(runs: list[MaskedRoundResult], attr: str) -> float:
+        return statistics.median(sum(getattr(r, attr).values()) for r in runs)
+
+    graph = params.graph
+    neighbours = statistics.mean(len(graph.neighbors(c)) for c in survivors)
+    return {
+        # one on its keys, one on the survivor set
+        "signatures_made_per_client": 2,
+        # its neighbours' keys, and the >= t survivors' signatures on the set
+        "signatures_checked_per_client": neighbours + len(survivors),
+        "extra_bytes_sent_per_client": per_client(signed, "bytes_sent")
+        - per_client(unsigned, "bytes_sent"),
+        "extra_bytes_received_per_client": per_client(signed, "bytes_received")
+        - per_client(unsigned, "bytes_received"),
+        "extra_client_seconds": total(signed, "client_seconds")
+        - total(unsigned, "client_seconds"),
+        "extra_server_seconds": total(signed, "server_seconds")
+        - total(unsigned, "server_seconds"),
+        "server_signed_over_unsigned": ratio(
+            total(signed, "server_seconds"), total(unsigned, "server_seconds")
+        ),
+        "client_signed_over_unsigned": ratio(
+            total(signed, "client_seconds"), total(unsigned, "client_seconds")
+        ),
     }
 
 
 def _warm_up(flower_api: Any) -> None:
     """One tiny round of each kind, so imports and first-call costs stay out of the figures."""
     ids = list(range(5))
-    params = MaskingParams.create(ids, 1000, threshold=THRESHOLD, neighbors=4, bits=BITS)
+    directory, keys = IdentityDirectory.generate(ids)
+    params = MaskingParams.create(
+        ids, 1000, threshold=THRESHOLD, neighbors=4, bits=BITS, identities=directory
+    )
     inputs = {c: np.zeros(1000, dtype=np.uint32) for c in ids}
-    run_round(inputs, params, dropouts={MASKED_INPUT: [0]})
+    run_round(inputs, params, dropouts={MASKED_INPUT: [0]}, identities=keys)
     if flower_api is not None:
         work = FlowerWorkload(
             inputs=inputs,
@@ -362,6 +419,8 @@ def run(quick: bool) -> dict[str, Any]:
             "inputs": "uniform random uint32 vectors (already quantized)",
             "clock": "time.process_time (CPU seconds of this process)",
             "client_seconds": "mean per client that worked in the phase; median over repeats",
+            "consistency": "signed (protection.consistency = 'signatures'), the default; "
+            "the same round unsigned is the baseline of the 'consistency' figures",
             "flower_clients_timed": f"all if n <= 10, else {FLOWER_TIMED[quick]} survivors",
             "seed": SEED,
         },
@@ -387,6 +446,8 @@ def render(result: Mapping[str, Any]) -> str:
         ("(b) unmask/PRG", lambda r: r["ratios"]["server_unmasking_over_prg_floor"]),
         ("(b) mask/PRG", lambda r: r["ratios"]["client_masking_over_prg_floor"]),
         ("(c) ours/flwr", lambda r: r["ratios"]["ours_over_flower"]),
+        ("(d) +srv s", lambda r: r["consistency"]["extra_server_seconds"]),
+        ("(d) +B/client", lambda r: r["consistency"]["extra_bytes_sent_per_client"]),
         ("abort rate", lambda r: r["graph_abort_rate"]),
         ("sum ok", lambda r: r["sum_correct"]),
     ]

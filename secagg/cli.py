@@ -64,6 +64,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="results folder (default: <run.output_dir>/<run.name>, suffixed -2, -3... "
         "rather than overwrite an earlier run)",
     )
+    sim.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results an existing --output-dir holds (refused otherwise)",
+    )
     sim.add_argument("--no-progress", action="store_true", help="do not draw progress bars")
 
     priv = sub.add_parser(
@@ -112,7 +117,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         f"clients, {config.run.rounds} rounds, model {config.model.name}, privacy "
         f"{config.privacy.mode}, protection {config.protection.mode}"
     )
-    result = run_simulation(config, output_dir=out, progress=not args.no_progress)
+    result = run_simulation(
+        config, output_dir=out, progress=not args.no_progress, overwrite=args.overwrite
+    )
 
     final = result.final
     table = Table(title="privacy spent per client", show_lines=False)
@@ -137,8 +144,36 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         f"final test accuracy [bold]{final['accuracy']:.4f}[/]{auc}{eps_line}"
         + (f"; {final['aborted_rounds']} aborted round(s)" if final["aborted_rounds"] else "")
     )
+    cost = _protection_cost(result)
+    if cost:
+        console.print(cost)
     console.print(f"results: {out}")
     return 0
+
+
+def _protection_cost(result: object) -> str:
+    """One line on what hiding the updates cost, from the rounds that completed."""
+    from statistics import median
+
+    from secagg.simulation.engine import SimulationResult
+
+    assert isinstance(result, SimulationResult)
+    stats = [r.protection for r in result.rounds if r.protection]
+    if not stats or result.config.protection.mode == "none":
+        return ""
+    sent = median(s["bytes_sent_per_client"] for s in stats)
+    phases = stats[-1].get("client_seconds", {})
+    per_phase = ", ".join(
+        f"{p} {median(s['client_seconds'].get(p, 0.0) for s in stats) * 1e3:.1f}" for p in phases
+    )
+    server = median(s["server_seconds"] for s in stats)
+    dim = len(result.params) + 1
+    return (
+        f"protection {result.config.protection.mode} "
+        f"({stats[-1].get('consistency', '')} consistency): {sent / 1024:.1f} KiB sent per "
+        f"client per round ({sent / (4 * dim):.2f}x the plaintext update); client CPU ms per "
+        f"phase: {per_phase}; server {server * 1e3:.1f} ms per round (medians)"
+    )
 
 
 def _cmd_privacy(args: argparse.Namespace) -> int:

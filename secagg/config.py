@@ -38,6 +38,14 @@ class DataSection:
     path: str = ""  # csv: one file with a site column, or a folder with one CSV per site
     label: str = "label"  # csv: name of the label column
     site_column: str = ""  # csv (single file): column naming each row's site
+    # csv: columns that are neither features nor errors (patient IDs, free text)
+    exclude: list[str] = field(default_factory=list)
+    # csv: column -> the categories every site shares, one-hot encoded as "column=category"
+    # features in this order (declared here, never learned from one site's data)
+    categorical: dict[str, list[str]] = field(default_factory=dict)
+    # csv: empty/NaN feature cells: error (list them) | drop (the row) | impute (the site's
+    # own median, or most frequent category)
+    missing: str = "error"
     partition: str = "iid"  # iid | dirichlet | site
     alpha: float = 0.5  # Dirichlet concentration (smaller = more skewed)
     clients: int = 10
@@ -96,6 +104,10 @@ class ProtectionSection:
     dropout_phases: list[str] = field(
         default_factory=lambda: ["share_keys", "masked_input", "unmasking"]
     )
+    # signatures: every client signs its keys and the survivor set with an Ed25519 identity
+    # key and reveals shares only after t signatures on one set (Bonawitz et al. §4, active
+    # security); none: clients only check what each request names (honest-but-curious server)
+    consistency: str = "signatures"
 
 
 @dataclass
@@ -138,15 +150,23 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.dataset": ("breast_cancer", "digits", "synthetic", "csv"),
     "data.partition": ("iid", "dirichlet", "site"),
     "data.standardize": ("site", "global", "none"),
+    "data.missing": ("error", "drop", "impute"),
     "model.name": ("logreg", "mlp", "cnn"),
     "training.optimizer": ("sgd", "adam"),
     "privacy.mode": ("none", "local-dp"),
     "privacy.accountant": ("rdp", "prv"),
     "protection.mode": ("none", "secagg", "secagg+"),
+    "protection.consistency": ("signatures", "none"),
     "aggregation.rule": ("fedavg",),
 }
 
-PHASES_WITH_DROPOUT = ("advertise_keys", "share_keys", "masked_input", "unmasking")
+PHASES_WITH_DROPOUT = (
+    "advertise_keys",
+    "share_keys",
+    "masked_input",
+    "consistency_check",
+    "unmasking",
+)
 
 
 def _type_name(tp: Any) -> str:
@@ -174,6 +194,17 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
         return [_coerce(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
+    if origin is dict:  # a TOML table, e.g. categorical = {scanner = ["ge", "philips"]}
+        key_tp, item_tp = get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"{key}: expected a table such as {{name = [...]}}, "
+                f"got {type(value).__name__} {value!r}"
+            )
+        return {
+            _coerce(f"{key} (a key)", k, key_tp): _coerce(f"{key}.{k}", v, item_tp)
+            for k, v in value.items()
+        }
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
@@ -277,6 +308,55 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def check_csv_options(data: DataSection) -> None:
+    """Consistency of ``data.exclude``, ``data.categorical`` and ``data.missing``.
+
+    Part of :func:`validate`, and run again by the CSV loader because a DataSection can be
+    built in code without it. Whether the named columns exist is checked against the files.
+    """
+    allowed = CHOICES["data.missing"]
+    _check(
+        data.missing in allowed,
+        f"data.missing = {data.missing!r} is not one of: {', '.join(allowed)}",
+    )
+    for i, name in enumerate(data.exclude):
+        _check(bool(name.strip()), f"data.exclude[{i}] is empty; list column names")
+    twice = sorted({n for n in data.exclude if data.exclude.count(n) > 1})
+    _check(not twice, f"data.exclude lists {', '.join(map(repr, twice))} more than once")
+    _check(
+        data.label not in data.exclude,
+        f"data.exclude names the label column {data.label!r}; the label is needed (data.label)",
+    )
+    for name, categories in data.categorical.items():
+        key = f"data.categorical.{name}"
+        _check(bool(name.strip()), "data.categorical has an empty column name")
+        _check(
+            name != data.label,
+            f"{key}: {name!r} is the label column (data.label); text labels need no encoding",
+        )
+        _check(
+            name != data.site_column,
+            f"{key}: {name!r} is the site column (data.site_column), not a feature",
+        )
+        _check(
+            name not in data.exclude,
+            f"{key}: {name!r} is also in data.exclude; a column is excluded or categorical",
+        )
+        _check(
+            len(categories) >= 1,
+            f"{key} lists no categories; list every value any site uses, "
+            f'e.g. {{{name} = ["a", "b"]}}',
+        )
+        for c in categories:
+            _check(
+                bool(c) and c == c.strip(),
+                f"{key}: category {c!r} is empty or has surrounding spaces "
+                "(CSV cells are compared after trimming)",
+            )
+        twice = sorted({c for c in categories if categories.count(c) > 1})
+        _check(not twice, f"{key} lists {', '.join(map(repr, twice))} more than once")
+
+
 def validate(config: Config) -> None:
     """Range and consistency checks that types alone cannot express."""
     for key, allowed in CHOICES.items():
@@ -319,6 +399,7 @@ def validate(config: Config) -> None:
         data.partition != "site" or data.dataset == "csv",
         "data.partition = 'site' needs data.dataset = 'csv' (built-in datasets have no sites)",
     )
+    check_csv_options(data)
 
     _check(len(model.hidden) >= 1 or model.name != "mlp", "model.hidden must list >= 1 layer size")
     _check(
@@ -381,6 +462,11 @@ def validate(config: Config) -> None:
             f"protection.dropout_phases: {phase!r} is not one of {', '.join(PHASES_WITH_DROPOUT)}",
         )
     _check(
+        "consistency_check" not in pt.dropout_phases or pt.consistency == "signatures",
+        "protection.dropout_phases: 'consistency_check' is a phase only with "
+        "protection.consistency = 'signatures'",
+    )
+    _check(
         pt.mode != "secagg" or pt.neighbors == 0,
         "protection.neighbors applies to mode 'secagg+' (plain 'secagg' uses every other client)",
     )
@@ -394,6 +480,14 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     return asdict(config)
 
 
+def _toml_value(value: Any) -> str:
+    """A TOML value; JSON spells scalars and arrays the TOML way, dicts become inline tables."""
+    if isinstance(value, dict):
+        items = ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items())
+        return f"{{{items}}}"
+    return json.dumps(value)
+
+
 def config_to_toml(config: Config) -> str:
     """Serialise to TOML that :func:`load_config` reads back to an equal Config."""
     lines: list[str] = []
@@ -402,6 +496,6 @@ def config_to_toml(config: Config) -> str:
         for key, value in body.items():
             if value is None:
                 continue  # TOML has no null: an absent key means "unset"
-            lines.append(f"{key} = {json.dumps(value)}")
+            lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines)

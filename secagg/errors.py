@@ -31,6 +31,11 @@ class CryptoError(SecAggError):
     """A cryptographic operation failed (bad key, bad share set, failed authentication)."""
 
 
+class AggregateRejectedError(SecAggError):
+    """A decoded aggregate fails its checks (declared weights, value range): the round is
+    rejected and the model kept, because a malicious client can encode anything it likes."""
+
+
 class ProtocolError(SecAggError):
     """A secure-aggregation protocol rule was violated; the offending message is ignored."""
 
@@ -61,3 +66,66 @@ class UnmaskingPolicyError(ProtocolError):
 
 class BelowThresholdError(ProtocolError):
     """Fewer than the threshold of clients remain; the round aborts and reveals nothing."""
+
+
+class LedgerError(SecAggError):
+    """A ledger operation failed: the contract refused it, or the chain could not be used.
+
+    When the contract refused, ``error_name`` is its custom error (e.g. ``AlreadyCommitted``)
+    and ``error_args`` the decoded arguments; both also appear in the message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_name: str | None = None,
+        error_args: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_name = error_name
+        self.error_args = dict(error_args or {})
+
+
+class LedgerAccessError(LedgerError):
+    """The caller lacks the role, or is not in the round / survivor set / included set."""
+
+
+class LedgerDeadlineError(LedgerError):
+    """A round deadline has passed, or the phase it closes has not ended yet."""
+
+
+class LedgerReplayError(LedgerError):
+    """Something allowed once happened again (double commit/claim/advert, an old round id)."""
+
+
+class LedgerBudgetError(LedgerError):
+    """A commit's cumulative ε exceeds the cap or is below the participant's recorded ε."""
+
+
+class LedgerPartitionError(LedgerError):
+    """A posted survivor/dropped set is not a partition of the round's active participants."""
+
+
+class LedgerStateError(LedgerError):
+    """The round is unknown or in another phase, or evidence refers to something not posted."""
+
+
+class LedgerInputError(LedgerError):
+    """An argument is malformed (bad deadlines, empty or duplicate list, wrong byte length)."""
+
+
+class LedgerConnectionError(LedgerError):
+    """The node cannot be reached or lacks a needed method (e.g. time travel)."""
+
+
+class HEError(CryptoError):
+    """A homomorphic-encryption key, parameter set or ciphertext cannot be used as asked."""
+
+
+class HECapacityError(HEError):
+    """An HE parameter set cannot hold the sum asked for: it would overflow or lose precision."""
+
+
+class HEValueRangeError(HEError):
+    """A value to encrypt lies outside the declared bound: refused, never silently wrapped."""

@@ -42,10 +42,13 @@ Differential privacy (``privacy.mode = "local-dp"``)
 Without DP, training is plain mini-batch SGD/Adam over a seeded shuffle. Either way the
 optimizer (momentum, Adam moments) starts fresh each round, as in standard FedAvg.
 
-Determinism: all randomness of round r comes from generators seeded by (seed, r), and the
-global torch RNG is forked around training (so e.g. dropout layers draw from it
-reproducibly, and callers' random state is left untouched). Same seed, round and global
-parameters give a bit-identical update.
+Determinism: all randomness of a trainer's k-th round comes from generators seeded by
+(seed, k), and the global torch RNG is forked around training (so e.g. dropout layers draw
+from it reproducibly, and callers' random state is left untouched). Same seed, same sequence
+of calls and same global parameters give bit-identical updates. The seed counts rounds
+trained, never the round number the caller passes, and a round number that does not
+increase is refused: the accountant counts every round as fresh noise, and two updates
+drawn with the same noise would cancel it in their difference.
 """
 
 from __future__ import annotations
@@ -114,9 +117,9 @@ def _quiet_training() -> Iterator[None]:
         yield
 
 
-def _round_seeds(seed: int, round_idx: int) -> tuple[int, int, int]:
-    """Independent seeds (batch sampling, DP noise, global torch RNG) for one round."""
-    a, b, c = np.random.SeedSequence([seed, round_idx]).generate_state(3, dtype=np.uint64)
+def _round_seeds(seed: int, rounds_trained: int) -> tuple[int, int, int]:
+    """Independent seeds (batch sampling, DP noise, global torch RNG) for one training call."""
+    a, b, c = np.random.SeedSequence([seed, rounds_trained]).generate_state(3, dtype=np.uint64)
     return int(a), int(b), int(c)
 
 
@@ -154,6 +157,7 @@ class LocalTrainer:
         self.rounds = rounds
         self.seed = seed
         self.rounds_trained = 0
+        self._last_round = -1
         self.dp = privacy.mode == "local-dp"
 
         batch = training.batch_size
@@ -257,6 +261,13 @@ class LocalTrainer:
         """Train one round from ``global_params``; return the update and the ε spent so far."""
         if isinstance(round_idx, bool) or not isinstance(round_idx, int) or round_idx < 0:
             raise ConfigError(f"round_idx must be an integer >= 0, got {round_idx!r}")
+        if round_idx <= self._last_round:
+            raise PrivacyError(
+                f"client {self.data.name!r} already trained round {self._last_round}; round "
+                f"{round_idx} does not come after it. A client trains once per round: asked "
+                "twice, it would hand out two noisy updates of one model whose difference "
+                "cancels the noise"
+            )
         params = self._check_params(global_params, round_idx)
         if (
             self.dp
@@ -271,7 +282,9 @@ class LocalTrainer:
         set_flat_params(self._model, params)
         start = get_flat_params(self._model)  # exactly what was loaded, as float32
 
-        sampling_seed, noise_seed, torch_seed = _round_seeds(self.seed, round_idx)
+        # Seeded by how many rounds this trainer has run, never by a round number it is told:
+        # the accountant counts every call as fresh noise, so every call must draw fresh noise.
+        sampling_seed, noise_seed, torch_seed = _round_seeds(self.seed, self.rounds_trained)
         self._sampling.manual_seed(sampling_seed)
         self._noise.manual_seed(noise_seed)
         optimizer = self._make_optimizer()
@@ -305,6 +318,7 @@ class LocalTrainer:
                     seen += len(idx)
             optimizer.zero_grad(set_to_none=True)  # drop per-sample gradients between rounds
         self.rounds_trained += 1
+        self._last_round = round_idx
 
         update = get_flat_params(self._model) - start
         train_loss = loss_sum / seen if seen else float("nan")

@@ -125,6 +125,32 @@ def test_simulate_writes_results_folder(capsys: pytest.CaptureFixture[str], tmp_
     assert len(metrics["rounds"][-1]["epsilon"]) == 10
     for name in ("config.toml", "accuracy.png", "epsilon.png"):
         assert (out / name).stat().st_size > 0
+    # The shipped example runs DP and SecAgg+, and says what the protection cost.
+    assert "protection secagg+ (signatures consistency)" in printed
+    assert "KiB sent per client per round" in printed
+
+
+def test_simulate_refuses_an_output_dir_with_results_unless_overwrite(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    assert main(["simulate", str(EXAMPLE), *FAST, "--output-dir", str(out)]) == 0
+    before = (out / "metrics.json").read_text()
+    capsys.readouterr()
+    _fails_with(
+        capsys,
+        ["simulate", str(EXAMPLE), *FAST, "--output-dir", str(out)],
+        "already holds results",
+    )
+    assert (out / "metrics.json").read_text() == before
+    argv = ["simulate", str(EXAMPLE), *FAST, "--output-dir", str(out), "--overwrite"]
+    assert main([*argv, "--set", "run.seed=8"]) == 0
+    assert (out / "metrics.json").read_text() != before
+
+
+def test_too_few_bits_for_the_clients_names_the_key(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["simulate", str(EXAMPLE), *FAST, "--set", "protection.bits=3"]
+    _fails_with(capsys, argv, "protection.bits")
 
 
 def test_console_script_exits_2_without_traceback(tmp_path: Path) -> None:

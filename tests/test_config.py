@@ -95,3 +95,86 @@ def test_missing_file_and_bad_toml(write_toml) -> None:  # type: ignore[no-untyp
 def test_section_must_be_a_table(write_toml) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match=r"\[run\] must be a table"):
         load_config(write_toml("run = 3\n"))
+
+
+def test_csv_column_options_default_to_none_and_missing_error() -> None:
+    data = Config().data
+    assert (data.exclude, data.categorical, data.missing) == ([], {}, "error")
+
+
+def test_csv_column_options_from_a_toml_file_and_from_overrides(write_toml) -> None:  # type: ignore[no-untyped-def]
+    path = write_toml(
+        '[data]\nexclude = ["patient_id", "notes"]\n'
+        'categorical = { scanner = ["ge", "philips", "siemens"] }\nmissing = "impute"\n'
+    )
+    data = load_config(path).data
+    assert data.exclude == ["patient_id", "notes"]
+    assert data.categorical == {"scanner": ["ge", "philips", "siemens"]}
+    assert data.missing == "impute"
+    overridden = load_config(
+        path,
+        [
+            'data.exclude=["id"]',
+            'data.categorical={sex = ["f", "m"], "scan type" = ["ct", "mri"]}',
+            "data.missing=drop",
+        ],
+    ).data
+    assert overridden.exclude == ["id"]
+    assert overridden.categorical == {"sex": ["f", "m"], "scan type": ["ct", "mri"]}
+    assert overridden.missing == "drop"
+
+
+def test_toml_round_trip_keeps_categorical_tables_and_their_order() -> None:
+    cfg = load_config(
+        None,
+        [
+            'data.exclude=["patient_id", "notes"]',
+            'data.categorical={scanner = ["siemens", "ge"], "scan type" = ["mri", "ct"]}',
+            "data.missing=impute",
+        ],
+    )
+    text = config_to_toml(cfg)
+    assert 'categorical = {"scanner" = ["siemens", "ge"], "scan type" = ["mri", "ct"]}' in text
+    back = config_from_dict(tomllib.loads(text))
+    assert back == cfg
+    assert list(back.data.categorical) == ["scanner", "scan type"]  # one-hot column order
+    assert config_from_dict(tomllib.loads(config_to_toml(Config()))) == Config()  # empty {}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (['data.exclude="patient_id"'], "data.exclude: expected a list, got str"),
+        (["data.exclude=[1]"], "data.exclude[0]: expected a string"),
+        (['data.exclude=[""]'], "data.exclude[0] is empty"),
+        (['data.exclude=["id", "id"]'], "data.exclude lists 'id' more than once"),
+        (['data.exclude=["label"]'], "data.exclude names the label column 'label'"),
+        (['data.categorical=["ge"]'], "data.categorical: expected a table such as"),
+        (['data.categorical={scanner = "ge"}'], "data.categorical.scanner: expected a list"),
+        (["data.categorical={scanner = [1]}"], "data.categorical.scanner[0]: expected a string"),
+        (["data.categorical={scanner = []}"], "data.categorical.scanner lists no categories"),
+        (
+            ['data.categorical={scanner = ["ge", "ge"]}'],
+            "data.categorical.scanner lists 'ge' more than once",
+        ),
+        (['data.categorical={scanner = [" ge"]}'], "category ' ge' is empty or has surrounding"),
+        (['data.categorical={label = ["a"]}'], "data.categorical.label: 'label' is the label"),
+        (
+            ['data.site_column="site"', 'data.categorical={site = ["a"]}'],
+            "'site' is the site column",
+        ),
+        (
+            ['data.exclude=["scanner"]', 'data.categorical={scanner = ["ge"]}'],
+            "'scanner' is also in data.exclude",
+        ),
+        (["data.missing=mean"], "data.missing = 'mean' is not one of: error, drop, impute"),
+    ],
+)
+def test_bad_csv_column_options_give_one_line_naming_the_key(
+    overrides: list[str], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message

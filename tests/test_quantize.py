@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from secagg.errors import QuantizationError, SecAggError
+from secagg.errors import AggregateRejectedError, QuantizationError
 from secagg.quantize import (
     QuantizationSpec,
     decode_weighted_mean,
@@ -336,12 +336,10 @@ def test_weighted_mean_equals_np_average_within_the_bound(
         (encode_weighted(x, w, spec, rng) for x, w in zip(xs, weights, strict=True)), bits
     )
     assert total.shape == (41,)
-    mean = decode_weighted_mean(total, spec)
+    mean = decode_weighted_mean(total, spec, float(weights.sum()), n)
     expected = np.average(np.clip(xs, -clip, clip), axis=0, weights=weights)
-    # Numerator and denominator (weight coordinate, in units of 1/clip) are each off by
-    # < n units: |N'/W' - N/W| <= (e_N + clip e_W) / W' with e_N = clip e_W = n / scale.
-    e = error_bound(spec, n)
-    bound = 2 * e / (weights.sum() - e / clip)
+    # The numerator is off by < n units, e_N = n / scale; the declared weights are exact.
+    bound = error_bound(spec, n) / weights.sum()
     assert mean.shape == (40,)
     assert np.abs(mean - expected).max() <= bound + ULPS * clip
 
@@ -357,7 +355,7 @@ def test_multidimensional_updates_are_flattened() -> None:
     x = np.arange(6, dtype=np.float32).reshape(2, 3) / 10
     enc = encode_weighted(x, 1.0, spec, _rng())
     assert enc.shape == (7,)
-    np.testing.assert_allclose(decode_weighted_mean(enc, spec), x.ravel(), atol=1e-7)
+    np.testing.assert_allclose(decode_weighted_mean(enc, spec, 1.0, 1), x.ravel(), atol=1e-7)
 
 
 @pytest.mark.parametrize("weight", [0.0, -0.5, 1.5, float("nan"), True, "1"])
@@ -367,17 +365,55 @@ def test_weights_outside_zero_one_are_refused(weight: object) -> None:
         encode_weighted(np.zeros(3), weight, spec, _rng())  # type: ignore[arg-type]
 
 
-def test_zero_weight_sum_is_refused() -> None:
+@pytest.mark.parametrize("declared", [0.0, -1.0, float("nan")])
+def test_a_declared_weight_must_be_positive(declared: float) -> None:
     spec = QuantizationSpec(bits=32, clip=1.0, max_clients=2)
-    with pytest.raises(QuantizationError, match="weights sum to 0"):
-        decode_weighted_mean(np.zeros(4, dtype=np.uint32), spec)
+    with pytest.raises(QuantizationError, match="declared_weight must be a positive number"):
+        decode_weighted_mean(np.zeros(4, dtype=np.uint32), spec, declared, 2)
 
 
 def test_weighted_total_must_have_a_weight_coordinate() -> None:
     spec = QuantizationSpec(bits=32, clip=1.0, max_clients=2)
     with pytest.raises(QuantizationError, match="length d \\+ 1"):
-        decode_weighted_mean(np.ones(1, dtype=np.uint32), spec)
+        decode_weighted_mean(np.ones(1, dtype=np.uint32), spec, 1.0, 1)
 
 
-def test_every_error_is_a_secagg_error() -> None:
-    assert issubclass(QuantizationError, SecAggError)
+HONEST_WEIGHT = 0.1  # four small hospitals beside one that claims weight 1
+
+
+def _honest_and_one_liar(liar: np.ndarray) -> tuple[np.ndarray, QuantizationSpec, float]:
+    """The modular sum of 4 honest encodings (small updates) and ``liar``; declared total."""
+    spec = QuantizationSpec(bits=32, clip=1.0, max_clients=5)
+    rng = _rng(0)
+    honest = [encode_weighted(rng.normal(0, 1e-3, 8), HONEST_WEIGHT, spec, rng) for _ in range(4)]
+    return modular_sum([*honest, liar], 32), spec, 4 * HONEST_WEIGHT + 1.0
+
+
+def _liar(values: list[float], weight_coordinate: float) -> np.ndarray:
+    spec = QuantizationSpec(bits=32, clip=1.0, max_clients=5)
+    return quantize(np.array([*values, weight_coordinate * spec.clip]), spec, _rng(1))
+
+
+def test_a_client_that_encodes_a_weight_it_did_not_declare_is_caught() -> None:
+    # The attack of issue #6: it declares weight 1 but encodes -(sum of honest weights) + 1,
+    # so the decoded weight sum is 1 instead of 1.4.
+    total, spec, declared = _honest_and_one_liar(_liar([0.0] * 8, -4 * HONEST_WEIGHT + 1))
+    assert abs(dequantize(total, spec)[-1] / spec.clip - 1.0) < 1e-6  # the raw sum is fooled
+    with pytest.raises(AggregateRejectedError, match="weights sum to 1, but the 5 included"):
+        decode_weighted_mean(total, spec, declared, 5)
+
+
+def test_a_client_that_encodes_values_beyond_the_clip_range_is_caught() -> None:
+    spec = QuantizationSpec(bits=32, clip=1.0, max_clients=5)
+    liar = _liar([0.0] * 8, 1.0)  # encodes the weight it declares ...
+    liar[3] = np.uint32(3 * spec.levels)  # ... but 3 clip ranges in coordinate 3
+    total, spec, declared = _honest_and_one_liar(liar)
+    with pytest.raises(AggregateRejectedError, match=r"outside \[-1, 1\] \(first: index 3"):
+        decode_weighted_mean(total, spec, declared, 5)
+
+
+def test_a_client_inside_the_clip_range_passes_and_moves_the_mean_by_up_to_c_w_over_w() -> None:
+    # What masking cannot stop without range proofs: any value in [-c, c] is accepted.
+    total, spec, declared = _honest_and_one_liar(_liar([1.0] * 8, 1.0))
+    mean = decode_weighted_mean(total, spec, declared, 5)
+    np.testing.assert_allclose(mean, 1.0 / declared, atol=1e-3)  # c * w_liar / W

@@ -201,7 +201,6 @@ def test_same_seed_same_update_bit_for_bit(privacy: PrivacySection) -> None:
     assert a.update.dtype == np.float32
     assert np.array_equal(a.update, b.update) and a.train_loss == b.train_loss
     assert not np.array_equal(a.update, _trainer(privacy, seed=6).train(params, 2).update)
-    assert not np.array_equal(a.update, _trainer(privacy, seed=5).train(params, 3).update)
     # The caller's random state is left alone.
     assert torch.equal(torch.get_rng_state(), torch_state)
     np_after = np.random.get_state(legacy=False)
@@ -209,14 +208,30 @@ def test_same_seed_same_update_bit_for_bit(privacy: PrivacySection) -> None:
     assert np_after["state"]["pos"] == np_state["state"]["pos"]
 
 
-def test_a_trainer_replays_a_round_identically() -> None:
-    # Randomness depends on (seed, round), not on how many rounds the trainer has run.
+def test_asking_for_the_same_round_twice_is_refused() -> None:
     trainer = _trainer(_dp(noise_multiplier=1.0))
     params = _start()
+    trainer.train(params, 4)
+    for again in (4, 3):
+        with pytest.raises(PrivacyError, match="already trained round 4"):
+            trainer.train(params, again)
+    assert trainer.rounds_trained == 1  # the refused calls spent nothing
+
+
+def test_two_rounds_from_the_same_model_draw_independent_noise() -> None:
+    # The replay attack of issue #6: a server sends the same global model twice and
+    # subtracts the two updates. With noise seeded per call, the difference keeps the noise
+    # of both: std = sqrt(2) * lr * sigma * C * sqrt(steps) / B per coordinate.
+    sigma, clip, lr, batch = 50.0, 1.0, 0.1, 10
+    trainer = _trainer(
+        _dp(noise_multiplier=sigma, max_grad_norm=clip), rounds=2, lr=lr, batch_size=batch
+    )
+    params = _start()
     first = trainer.train(params, 0)
-    trainer.train(params + 1.0, 1)
-    again = trainer.train(params, 0)
-    assert np.array_equal(first.update, again.update)
+    second = trainer.train(params, 1)
+    expected = np.sqrt(2) * lr * sigma * clip * np.sqrt(trainer.steps_per_round) / batch
+    ratio = float(np.std(first.update - second.update)) / expected
+    assert 0.5 < ratio < 1.5
 
 
 # --- (4) DP really clips and really adds noise --------------------------------------------------

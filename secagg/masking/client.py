@@ -16,9 +16,15 @@ Phases (Bonawitz et al. 2017, with the SecAgg+ neighbourhoods of Bell et al. 202
 3. ``masked_input``: decrypt the neighbours' shares, then send
    y_u = x_u + PRG(b_u) + sum_{v>u} PRG(s_uv) - sum_{v<u} PRG(s_uv) mod 2^bits over the
    neighbours that shared keys.
-4. ``unmasking``: reveal b-shares of survivors and s-shares of dropped neighbours. A request
-   that names one client in both sets, or fewer than t survivors, is refused: the server may
-   never hold both b_u and s_u of a client whose masked input it has.
+4. ``consistency_check`` (signed rounds only): check the survivor set the server names and
+   sign it with the client's Ed25519 identity key.
+5. ``unmasking``: reveal b-shares of the survivors and s-shares of the neighbours that shared
+   keys but are not survivors. The client derives both lists from the survivor set, which it
+   checks itself: it names this client, at least t clients, at least t_s of this client's
+   neighbourhood, and no neighbour that never shared keys; in a signed round it is the set
+   this client signed, and at least t survivors' valid signatures on it come with it. With
+   t > n/2 two different sets can never both gather t signatures, so every honest client
+   answers for the same set and the server never holds both b_u and s_u of a survivor.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import numpy as np
 from secagg.crypto import aead, shamir
 from secagg.crypto.agreement import KeyPair, agree, generate_key_pair
 from secagg.crypto.prg import MaskGenerator
+from secagg.crypto.signing import SigningKey, verify
 from secagg.errors import (
     BelowThresholdError,
     CryptoError,
@@ -48,6 +55,8 @@ from secagg.masking.messages import (
     AdvertiseKeys,
     AdvertiseKeysRequest,
     ClientMessage,
+    ConsistencyRequest,
+    ConsistencyResponse,
     KeyDirectory,
     MaskedInput,
     PublicKeys,
@@ -59,14 +68,16 @@ from secagg.masking.messages import (
 )
 from secagg.masking.params import (
     FINISHED,
-    PHASES,
     SERVER_ID,
     MaskingParams,
+    advertise_signature_message,
     pair_mask_key,
+    seed_commitment,
     self_mask_key,
     share_associated_data,
     share_encryption_key,
     share_x,
+    survivors_signature_message,
 )
 
 SEED_BYTES = 32
@@ -107,17 +118,33 @@ class MaskingClient:
     """One client's half of a masking round.
 
     ``input_vector`` holds values in [0, 2^bits) (already quantized); it is not copied when it
-    already has the round's word type, and it is never modified.
+    already has the round's word type, and it is never modified. ``identity`` is the client's
+    Ed25519 key, required in a signed round (``params.identities`` set) and matching its entry.
     """
 
-    def __init__(self, client_id: int, params: MaskingParams, input_vector: np.ndarray) -> None:
+    def __init__(
+        self,
+        client_id: int,
+        params: MaskingParams,
+        input_vector: np.ndarray,
+        identity: SigningKey | None = None,
+    ) -> None:
         if client_id not in params.members:
             raise UnknownSenderError(f"client {client_id} is not one of this round's clients")
+        if params.identities is not None and (
+            identity is None or identity.public != params.identities.raw(client_id)
+        ):
+            raise ProtocolError(
+                f"client {client_id} needs its own identity key in a signed round: the key "
+                "given does not match its entry in the identity directory"
+            )
         self.id = client_id
         self.params = params
+        self._identity = identity if params.signed else None
         self._input: np.ndarray | None = validate_input(input_vector, params)
         self._neighbors = params.graph.neighbors(client_id)
-        self._phase = PHASES[0]
+        self._phases = params.phases
+        self._phase = self._phases[0]
         self._accepted: set[type] = set()
         self._secrets: _Secrets | None = None
         # Filled in share_keys: per-neighbour keys derived from the directory.
@@ -126,6 +153,8 @@ class MaskingClient:
         # Filled in masked_input: share values this client holds, by owner.
         self._seed_shares: dict[int, bytes] = {}
         self._key_shares: dict[int, bytes] = {}
+        # Filled in consistency_check: the survivor set this client signed.
+        self._signed_survivors: frozenset[int] | None = None
 
     @property
     def phase(self) -> str:
@@ -141,11 +170,13 @@ class MaskingClient:
             reply = self._share_keys(message)
         elif isinstance(message, ShareDelivery):
             reply = self._masked_input(message)
+        elif isinstance(message, ConsistencyRequest):
+            reply = self._sign_survivors(message)
         else:
             reply = self._unmask(message)
         self._accepted.add(type(message))
-        index = PHASES.index(self._phase) + 1
-        self._phase = PHASES[index] if index < len(PHASES) else FINISHED
+        index = self._phases.index(self._phase) + 1
+        self._phase = self._phases[index] if index < len(self._phases) else FINISHED
         return [reply]
 
     # ---- checks common to every message ------------------------------------------------------
@@ -165,7 +196,7 @@ class MaskingClient:
             raise ProtocolError(f"{name} is addressed to client {message.recipient}, not {self.id}")
         if type(message) in self._accepted:
             raise ReplayError(f"client {self.id} already accepted a {name} in this round")
-        if self._phase != message.PHASE:
+        if self._phase != message.PHASE or message.PHASE not in self._phases:
             raise PhaseError(
                 f"client {self.id} is in phase {self._phase!r}; a {name} belongs to "
                 f"{message.PHASE!r}"
@@ -192,20 +223,34 @@ class MaskingClient:
                 f"the server runs round {message.round_id} with parameters that differ from "
                 f"client {self.id}'s (digest mismatch); check n, t, k, bits, dim and graph seed"
             )
-        self._secrets = _Secrets(
-            generate_key_pair(), generate_key_pair(), secrets.token_bytes(SEED_BYTES)
-        )
-        keys = PublicKeys(self._secrets.encryption.public, self._secrets.masking.public)
-        return AdvertiseKeys(self.params.round_id, self.id, keys)
+        own = _Secrets(generate_key_pair(), generate_key_pair(), secrets.token_bytes(SEED_BYTES))
+        self._secrets = own
+        commitment = seed_commitment(own.seed, self.params.round_id, self.id)
+        public = (own.encryption.public, own.masking.public, commitment)
+        signature = b""
+        if self._identity is not None:
+            signature = self._identity.sign(
+                advertise_signature_message(self.params, self.id, *public)
+            )
+        return AdvertiseKeys(self.params.round_id, self.id, PublicKeys(*public, signature))
 
     def _share_keys(self, message: KeyDirectory) -> ShareKeys:
         own = self._require_secrets()
         peers: Mapping[int, PublicKeys] = message.keys
-        for peer in peers:
+        for peer, keys in peers.items():
             if peer not in self._neighbors:
                 raise UnknownSenderError(
                     f"the key directory lists client {peer}, which is not a neighbour of "
                     f"client {self.id} in this round's graph"
+                )
+            if self.params.identities is not None:
+                # The server relays the keys: only the owner's signature says they are its own.
+                signed = (keys.encryption, keys.masking, keys.seed_commitment)
+                verify(
+                    self.params.identities[peer],
+                    keys.signature,
+                    advertise_signature_message(self.params, peer, *signed),
+                    f"client {peer}'s advertised keys (relayed to client {self.id})",
                 )
         all_keys = [own.encryption.public, own.masking.public]
         all_keys += [k for keys in peers.values() for k in (keys.encryption, keys.masking)]
@@ -290,42 +335,84 @@ class MaskingClient:
         self._pair_keys = {}
         return MaskedInput(round_id, self.id, self.params.bits, masked)
 
-    def _unmask(self, message: UnmaskingRequest) -> UnmaskingResponse:
-        survivors, dropped = set(message.survivors), set(message.dropped)
-        both = survivors & dropped
-        if both:
-            raise UnmaskingPolicyError(
-                f"the unmasking request names client(s) {sorted(both)} both as survivors and as "
-                "dropped; revealing both b_u and s_u of one client would expose its input, "
-                f"so client {self.id} refuses"
-            )
+    def _check_survivors(self, survivors: frozenset[int]) -> None:
+        """Refuse a survivor set that could make this client's answer expose an input."""
+        p = self.params
         if self.id not in survivors:
             raise UnmaskingPolicyError(
-                f"client {self.id} sent its masked input but the request does not list it as a "
-                "survivor; refusing (its key shares would unmask its input)"
+                f"client {self.id} sent its masked input but the survivor set does not name "
+                "it; refusing (its key shares would unmask its input)"
             )
-        strangers = (survivors | dropped) - self._neighbors - {self.id}
+        strangers = survivors - p.members
         if strangers:
             raise UnknownSenderError(
-                f"the unmasking request names clients {sorted(strangers)} outside client "
-                f"{self.id}'s neighbourhood"
+                f"the survivor set names {sorted(strangers)[:10]}, who are not clients of "
+                "this round"
             )
-        if message.survivor_count < len(survivors):
-            raise ProtocolError(
-                f"the unmasking request claims {message.survivor_count} survivors but lists "
-                f"{len(survivors)}"
+        silent = (survivors & self._neighbors) - self._key_shares.keys()
+        if silent:
+            raise UnmaskingPolicyError(
+                f"the survivor set names neighbours {sorted(silent)[:10]} of client {self.id} "
+                "that never shared keys with it, so they cannot have sent a masked input"
             )
-        if message.survivor_count < self.params.threshold:
+        if len(survivors) < p.threshold:
             raise BelowThresholdError(
-                f"the unmasking request reports {message.survivor_count} survivors, fewer than "
-                f"the threshold t = {self.params.threshold}; revealing shares could expose a "
-                "sum of too few inputs, so the round must abort"
+                f"the survivor set names {len(survivors)} clients, fewer than the threshold "
+                f"t = {p.threshold}; revealing shares could expose a sum of too few inputs, so "
+                f"client {self.id} refuses and the round must abort"
             )
+        local = len(survivors & p.graph.neighborhood(self.id))
+        if local < p.share_threshold:
+            raise BelowThresholdError(
+                f"the survivor set names {local} of client {self.id}'s neighbourhood, fewer "
+                f"than t_s = {p.share_threshold}; the round must abort"
+            )
+
+    def _sign_survivors(self, message: ConsistencyRequest) -> ConsistencyResponse:
+        survivors = frozenset(message.survivors)
+        self._check_survivors(survivors)
+        assert self._identity is not None  # ConsistencyRequest is only a phase of signed rounds
+        signature = self._identity.sign(survivors_signature_message(self.params, survivors))
+        self._signed_survivors = survivors
+        return ConsistencyResponse(self.params.round_id, self.id, signature)
+
+    def _check_signatures(self, message: UnmaskingRequest, survivors: frozenset[int]) -> None:
+        """In a signed round: the set this client signed, with >= t survivors' signatures."""
+        p = self.params
+        assert p.identities is not None
+        if survivors != self._signed_survivors:
+            raise UnmaskingPolicyError(
+                f"the unmasking request names another survivor set than the one client "
+                f"{self.id} signed; the server is telling clients different stories, refusing"
+            )
+        signers = message.signatures.keys()
+        outsiders = signers - survivors
+        if outsiders:
+            raise UnmaskingPolicyError(
+                f"the unmasking request carries signatures of {sorted(outsiders)[:10]}, who "
+                "are not survivors; only survivors sign the survivor set"
+            )
+        if len(signers) < p.threshold:
+            raise BelowThresholdError(
+                f"the unmasking request carries {len(signers)} signatures on the survivor set, "
+                f"fewer than t = {p.threshold}; client {self.id} cannot tell that other clients "
+                "saw the same set, so it refuses and the round must abort"
+            )
+        signed = survivors_signature_message(p, survivors)
+        for signer, signature in message.signatures.items():
+            verify(p.identities[signer], signature, signed, f"client {signer}'s survivor set")
+
+    def _unmask(self, message: UnmaskingRequest) -> UnmaskingResponse:
+        survivors = frozenset(message.survivors)
+        if self.params.signed:
+            self._check_signatures(message, survivors)
+        else:
+            self._check_survivors(survivors)
         reply = UnmaskingResponse(
             self.params.round_id,
             self.id,
             seed_shares={o: v for o, v in self._seed_shares.items() if o in survivors},
-            key_shares={o: v for o, v in self._key_shares.items() if o in dropped},
+            key_shares={o: v for o, v in self._key_shares.items() if o not in survivors},
         )
         # The round is over for this client: forget every secret.
         self._secrets = None

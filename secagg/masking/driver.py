@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from secagg.crypto.signing import SigningKey
 from secagg.errors import ProtocolError
 from secagg.masking.client import MaskingClient
 from secagg.masking.messages import decode_client_message, decode_server_message
-from secagg.masking.params import PHASES, MaskingParams
+from secagg.masking.params import MaskingParams
 from secagg.masking.server import MaskingServer
 
 
@@ -37,6 +38,7 @@ class MaskedRoundResult:
     bytes_received: dict[int, int]  # client id -> bytes of all messages delivered to it
     client_seconds: dict[str, float]  # phase -> mean CPU seconds per client that worked in it
     server_seconds: dict[str, float]  # phase -> server CPU seconds (unmasking incl. the sum)
+    inconsistent_holders: dict[int, list[int]]  # holder -> owners whose share it sent wrong
 
 
 def _silent_schedule(
@@ -44,12 +46,15 @@ def _silent_schedule(
 ) -> dict[str, set[int]]:
     """Per phase, the clients that have gone silent by the time they would send."""
     dropouts = dropouts or {}
-    unknown_phases = set(dropouts) - set(PHASES)
+    phases = params.phases
+    unknown_phases = set(dropouts) - set(phases)
     if unknown_phases:
-        raise ProtocolError(f"dropouts name unknown phases {sorted(unknown_phases)}; use {PHASES}")
+        raise ProtocolError(
+            f"dropouts name phases {sorted(unknown_phases)} this round does not run; use {phases}"
+        )
     silent: set[int] = set()
     schedule = {}
-    for phase in PHASES:
+    for phase in phases:
         ids = set(dropouts.get(phase, ()))
         strangers = ids - params.members
         if strangers:
@@ -64,8 +69,13 @@ def run_round(
     params: MaskingParams,
     *,
     dropouts: Mapping[str, Collection[int]] | None = None,
+    identities: Mapping[int, SigningKey] | None = None,
 ) -> MaskedRoundResult:
-    """Run one full masking round in memory; raises BelowThresholdError when it must abort."""
+    """Run one full masking round in memory; raises BelowThresholdError when it must abort.
+
+    ``identities`` holds each client's Ed25519 key; a signed round (``params.identities``)
+    needs it.
+    """
     if set(inputs) != params.members:
         missing = sorted(params.members - set(inputs))
         extra = sorted(set(inputs) - params.members)
@@ -74,7 +84,10 @@ def run_round(
             f"unexpected {extra}"
         )
     silent_by_phase = _silent_schedule(params, dropouts)
-    clients = {c: MaskingClient(c, params, inputs[c]) for c in params.client_ids}
+    if params.signed and identities is None:
+        raise ProtocolError("a signed round needs every client's identity key (identities=...)")
+    keys = identities or {}
+    clients = {c: MaskingClient(c, params, inputs[c], keys.get(c)) for c in params.client_ids}
     server = MaskingServer(params)
     sent: dict[int, int] = dict.fromkeys(params.client_ids, 0)
     received: dict[int, int] = dict.fromkeys(params.client_ids, 0)
@@ -83,9 +96,9 @@ def run_round(
 
     start = time.process_time()
     outbox = {c: m.to_bytes() for c, m in server.start().items()}
-    server_cpu[PHASES[0]] = time.process_time() - start
+    server_cpu[params.phases[0]] = time.process_time() - start
 
-    for phase in PHASES:
+    for phase in params.phases:
         silent = silent_by_phase[phase]
         server_time = 0.0
         for client_id, data in outbox.items():
@@ -116,4 +129,5 @@ def run_round(
         bytes_received=received,
         client_seconds={p: float(np.mean(t)) for p, t in client_cpu.items()},
         server_seconds=server_cpu,
+        inconsistent_holders=result.inconsistent_holders,
     )

@@ -9,8 +9,9 @@ canonical and rules out duplicates. Anything that does not parse exactly (wrong 
 trailing bytes, duplicate or unsorted ids, out-of-range values) raises
 :class:`~secagg.errors.TamperedMessageError`.
 
-Server -> client: AdvertiseKeysRequest, KeyDirectory, ShareDelivery, UnmaskingRequest.
-Client -> server: AdvertiseKeys, ShareKeys, MaskedInput, UnmaskingResponse.
+Server -> client: AdvertiseKeysRequest, KeyDirectory, ShareDelivery, ConsistencyRequest,
+UnmaskingRequest. Client -> server: AdvertiseKeys, ShareKeys, MaskedInput, ConsistencyResponse,
+UnmaskingResponse. The consistency messages exist only in signed rounds.
 """
 
 from __future__ import annotations
@@ -18,17 +19,24 @@ from __future__ import annotations
 import itertools
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Self, TypeVar
 
 import numpy as np
 
 from secagg.crypto import prg, shamir
 from secagg.crypto.agreement import KEY_BYTES
+from secagg.crypto.signing import SIGNATURE_BYTES
 from secagg.errors import SecAggError, TamperedMessageError
-from secagg.masking.params import ADVERTISE_KEYS, MASKED_INPUT, SHARE_KEYS, UNMASKING
+from secagg.masking.params import (
+    ADVERTISE_KEYS,
+    CONSISTENCY_CHECK,
+    MASKED_INPUT,
+    SHARE_KEYS,
+    UNMASKING,
+)
 
-VERSION = 1
+VERSION = 2
 DIGEST_BYTES = 32
 _HEADER = struct.Struct(">BBQQ")
 _U8 = struct.Struct(">B")
@@ -166,17 +174,54 @@ class Message:
 
 @dataclass(frozen=True)
 class PublicKeys:
-    """A client's two advertised X25519 public keys (raw 32-byte encodings)."""
+    """What a client advertises for one round.
+
+    Two X25519 public keys, the commitment H(b_u) to its self-mask seed (so a rebuilt seed
+    can be checked), and, in a signed round, its Ed25519 signature over all three (so the
+    server cannot substitute keys when it relays them). ``signature`` is empty otherwise.
+    """
 
     encryption: bytes  # c_u^PK: agreements key the AES-GCM share encryption
     masking: bytes  # s_u^PK: agreements seed the pairwise masks
+    seed_commitment: bytes = bytes(DIGEST_BYTES)
+    signature: bytes = b""
+
+    #: Encoded size without the signature bytes.
+    MIN_BYTES: ClassVar[int] = 2 * KEY_BYTES + DIGEST_BYTES + 1
+
+    def check(self) -> None:
+        """Refuse field types and sizes that have no encoding (a caller's bug or a forgery)."""
+        sizes = (
+            ("encryption", self.encryption, (KEY_BYTES,)),
+            ("masking", self.masking, (KEY_BYTES,)),
+            ("seed_commitment", self.seed_commitment, (DIGEST_BYTES,)),
+            ("signature", self.signature, (0, SIGNATURE_BYTES)),
+        )
+        for name, value, allowed in sizes:
+            if not isinstance(value, bytes) or len(value) not in allowed:
+                got = f"{len(value)} bytes" if isinstance(value, bytes) else type(value).__name__
+                raise TamperedMessageError(
+                    f"PublicKeys.{name} must be {' or '.join(map(str, allowed))} bytes, got {got}"
+                )
 
     def to_bytes(self) -> bytes:
-        return self.encryption + self.masking
+        self.check()
+        parts = (self.encryption, self.masking, self.seed_commitment)
+        return b"".join(parts) + _U8.pack(len(self.signature)) + self.signature
 
     @classmethod
     def read(cls, reader: _Reader) -> PublicKeys:
-        return cls(reader.take(KEY_BYTES), reader.take(KEY_BYTES))
+        keys = (reader.take(KEY_BYTES), reader.take(KEY_BYTES), reader.take(DIGEST_BYTES))
+        size = reader.u8()
+        if size not in (0, SIGNATURE_BYTES):
+            raise reader.fail(f"a signature is {SIGNATURE_BYTES} bytes or absent, not {size}")
+        return cls(*keys, reader.take(size))
+
+
+def _public_keys(value: object, what: str) -> PublicKeys:
+    if not isinstance(value, PublicKeys):
+        raise TamperedMessageError(f"{what} must be PublicKeys, got {type(value).__name__}")
+    return value
 
 
 # ---- server -> client ----------------------------------------------------------------------
@@ -213,15 +258,16 @@ class KeyDirectory(Message):
     keys: Mapping[int, PublicKeys]
 
     def _body(self) -> bytes:
-        for keys in self.keys.values():
-            if len(keys.encryption) != KEY_BYTES or len(keys.masking) != KEY_BYTES:
-                raise TamperedMessageError(f"public keys must be {KEY_BYTES} bytes")
-        return _U64.pack(self.recipient) + _table({c: k.to_bytes() for c, k in self.keys.items()})
+        if not isinstance(self.keys, Mapping):
+            raise TamperedMessageError("KeyDirectory.keys maps client ids to PublicKeys")
+        entries = {c: _public_keys(k, f"KeyDirectory entry {c}") for c, k in self.keys.items()}
+        return _U64.pack(self.recipient) + _table({c: k.to_bytes() for c, k in entries.items()})
 
     @classmethod
     def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
         recipient = reader.u64()
-        return cls(round_id, sender, recipient, reader.table(lambda: PublicKeys.read(reader), 64))
+        keys = reader.table(lambda: PublicKeys.read(reader), PublicKeys.MIN_BYTES)
+        return cls(round_id, sender, recipient, keys)
 
 
 @dataclass(frozen=True)
@@ -244,30 +290,55 @@ class ShareDelivery(Message):
 
 
 @dataclass(frozen=True)
-class UnmaskingRequest(Message):
-    """Which of the recipient's neighbours survived (reveal b-shares) or dropped (s-shares).
+class ConsistencyRequest(Message):
+    """The survivor set U3 (clients whose masked input the server holds), for the client to sign.
 
-    Only the recipient's own neighbourhood is listed, so the request stays O(k) in SecAgg+;
-    ``survivor_count`` is the global number of masked inputs, checked against t.
+    Only sent in signed rounds. The whole set travels, not the recipient's neighbourhood:
+    every client signs the same bytes, and signatures on one set are what the next phase
+    shows to each client.
+    """
+
+    TYPE: ClassVar[int] = 9
+    PHASE: ClassVar[str] = CONSISTENCY_CHECK
+
+    recipient: int
+    survivors: tuple[int, ...]
+
+    def _body(self) -> bytes:
+        return _U64.pack(self.recipient) + _ids(self.survivors)
+
+    @classmethod
+    def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
+        return cls(round_id, sender, reader.u64(), reader.ids())
+
+
+@dataclass(frozen=True)
+class UnmaskingRequest(Message):
+    """The survivor set, and in a signed round the survivors' signatures on it.
+
+    The client derives everything else itself: it reveals b-shares of the survivors it holds
+    shares of, and key shares of the neighbours that shared keys but are not survivors.
+    Because the request names no "dropped" list, it cannot name a client in both roles.
     """
 
     TYPE: ClassVar[int] = 7
     PHASE: ClassVar[str] = UNMASKING
 
     recipient: int
-    survivor_count: int
     survivors: tuple[int, ...]
-    dropped: tuple[int, ...]
+    signatures: Mapping[int, bytes] = field(default_factory=dict)  # signer -> Ed25519 signature
 
     def _body(self) -> bytes:
-        head = _U64.pack(self.recipient) + _U64.pack(self.survivor_count)
-        return head + _ids(self.survivors) + _ids(self.dropped)
+        for value in self.signatures.values():
+            if not isinstance(value, bytes) or len(value) != SIGNATURE_BYTES:
+                raise TamperedMessageError(f"signatures are {SIGNATURE_BYTES} bytes")
+        return _U64.pack(self.recipient) + _ids(self.survivors) + _table(self.signatures)
 
     @classmethod
     def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
-        recipient, count = reader.u64(), reader.u64()
-        survivors = reader.ids()
-        return cls(round_id, sender, recipient, count, survivors, reader.ids())
+        recipient, survivors = reader.u64(), reader.ids()
+        signatures = reader.table(lambda: reader.take(SIGNATURE_BYTES), SIGNATURE_BYTES)
+        return cls(round_id, sender, recipient, survivors, signatures)
 
 
 # ---- client -> server ----------------------------------------------------------------------
@@ -283,9 +354,7 @@ class AdvertiseKeys(Message):
     keys: PublicKeys
 
     def _body(self) -> bytes:
-        if len(self.keys.encryption) != KEY_BYTES or len(self.keys.masking) != KEY_BYTES:
-            raise TamperedMessageError(f"public keys must be {KEY_BYTES} bytes")
-        return self.keys.to_bytes()
+        return _public_keys(self.keys, "AdvertiseKeys.keys").to_bytes()
 
     @classmethod
     def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
@@ -320,10 +389,7 @@ class MaskedInput(Message):
     masked: np.ndarray
 
     def _body(self) -> list[bytes | memoryview]:
-        dtype = _word_dtype(self.bits)
-        words = np.ascontiguousarray(self.masked, dtype=dtype)
-        if words.ndim != 1:
-            raise TamperedMessageError("a masked input is a 1-D vector")
+        words = check_masked_words(self.masked, self.bits)
         return [_U8.pack(self.bits) + _U64.pack(words.size), words.data.cast("B")]
 
     @classmethod
@@ -337,6 +403,25 @@ class MaskedInput(Message):
         if bits not in (32, 64) and masked.size and int(masked.max()) >> bits:
             raise reader.fail(f"values do not fit in {bits} bits")
         return cls(round_id, sender, bits, masked)
+
+
+@dataclass(frozen=True)
+class ConsistencyResponse(Message):
+    """The client's Ed25519 signature on the survivor set it was shown."""
+
+    TYPE: ClassVar[int] = 10
+    PHASE: ClassVar[str] = CONSISTENCY_CHECK
+
+    signature: bytes
+
+    def _body(self) -> bytes:
+        if not isinstance(self.signature, bytes) or len(self.signature) != SIGNATURE_BYTES:
+            raise TamperedMessageError(f"a signature is {SIGNATURE_BYTES} bytes")
+        return self.signature
+
+    @classmethod
+    def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
+        return cls(round_id, sender, reader.take(SIGNATURE_BYTES))
 
 
 @dataclass(frozen=True)
@@ -374,8 +459,31 @@ def _word_dtype(bits: int) -> np.dtype:
         raise TamperedMessageError(str(exc)) from None
 
 
-ServerMessage = AdvertiseKeysRequest | KeyDirectory | ShareDelivery | UnmaskingRequest
-ClientMessage = AdvertiseKeys | ShareKeys | MaskedInput | UnmaskingResponse
+def check_masked_words(masked: object, bits: int) -> np.ndarray:
+    """A masked vector as contiguous words of the round's type, or a TamperedMessageError.
+
+    Floats, signed integers or a wider word would otherwise be cast (or crash) inside NumPy,
+    far from the message that carried them.
+    """
+    dtype = _word_dtype(bits)
+    if not isinstance(masked, np.ndarray) or masked.dtype != dtype or masked.ndim != 1:
+        got = (
+            f"a {masked.ndim}-D {masked.dtype} array"
+            if isinstance(masked, np.ndarray)
+            else type(masked).__name__
+        )
+        raise TamperedMessageError(
+            f"a masked input is a 1-D {dtype} vector of {bits}-bit words, got {got}"
+        )
+    if bits not in (32, 64) and masked.size and int(masked.max()) >> bits:
+        raise TamperedMessageError(f"masked input values do not fit in {bits} bits")
+    return np.ascontiguousarray(masked)
+
+
+ServerMessage = (
+    AdvertiseKeysRequest | KeyDirectory | ShareDelivery | ConsistencyRequest | UnmaskingRequest
+)
+ClientMessage = AdvertiseKeys | ShareKeys | MaskedInput | ConsistencyResponse | UnmaskingResponse
 
 _TYPES: dict[int, type[Message]] = {
     cls.TYPE: cls
@@ -386,6 +494,8 @@ _TYPES: dict[int, type[Message]] = {
         ShareKeys,
         ShareDelivery,
         MaskedInput,
+        ConsistencyRequest,
+        ConsistencyResponse,
         UnmaskingRequest,
         UnmaskingResponse,
     )

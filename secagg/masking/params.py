@@ -77,14 +77,18 @@ from scipy.special import bdtr
 
 from secagg.crypto import prg
 from secagg.crypto.kdf import derive_key, encode_context
+from secagg.crypto.signing import IdentityDirectory
 from secagg.errors import ProtocolError
 from secagg.masking.graph import NeighborGraph, harary_graph
 
 ADVERTISE_KEYS = "advertise_keys"
 SHARE_KEYS = "share_keys"
 MASKED_INPUT = "masked_input"
+CONSISTENCY_CHECK = "consistency_check"
 UNMASKING = "unmasking"
-PHASES = (ADVERTISE_KEYS, SHARE_KEYS, MASKED_INPUT, UNMASKING)
+#: Every phase in order; :attr:`MaskingParams.phases` drops ``consistency_check`` when the
+#: round runs without identity keys.
+PHASES = (ADVERTISE_KEYS, SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK, UNMASKING)
 #: State of a party once the round is over (successfully or not).
 FINISHED = "finished"
 
@@ -188,6 +192,10 @@ class MaskingParams:
     bits: int = 32
     round_id: int = 0
     graph_seed: bytes = field(default=b"", repr=False)
+    #: Ed25519 identity keys of the clients (registered out of band). With them the round
+    #: runs the signed consistency round; without them (None) the server is trusted not to
+    #: tell different clients different survivor sets (honest-but-curious).
+    identities: IdentityDirectory | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def create(
@@ -201,6 +209,7 @@ class MaskingParams:
         round_id: int = 0,
         graph_seed: bytes = b"",
         dropout_rate: float = DEFAULT_DROPOUT_RATE,
+        identities: IdentityDirectory | None = None,
     ) -> MaskingParams:
         """Resolve a fractional threshold and an automatic degree, then validate.
 
@@ -220,7 +229,7 @@ class MaskingParams:
         if k == 0:
             _check_threshold(t, n)
             k = auto_degree(n, t, dropout_rate)
-        return cls(ids, dim, t, k, bits, round_id, graph_seed)
+        return cls(ids, dim, t, k, bits, round_id, graph_seed, identities)
 
     def __post_init__(self) -> None:
         ids = self.client_ids
@@ -249,6 +258,28 @@ class MaskingParams:
             raise ProtocolError(f"round_id must be in [0, 2^64), got {self.round_id}")
         if not isinstance(self.graph_seed, bytes):
             raise ProtocolError(f"graph_seed must be bytes, got {type(self.graph_seed).__name__}")
+        if self.identities is not None:
+            if not isinstance(self.identities, IdentityDirectory):
+                raise ProtocolError(
+                    "identities must be an IdentityDirectory (client id -> Ed25519 public key), "
+                    f"got {type(self.identities).__name__}"
+                )
+            unknown = [c for c in ids if c not in self.identities]
+            if unknown:
+                raise ProtocolError(
+                    f"the identity directory has no key for client(s) {unknown[:10]}; every "
+                    "client of a signed round must be registered"
+                )
+
+    @property
+    def signed(self) -> bool:
+        """Whether the round runs the signed consistency round (identity keys are set)."""
+        return self.identities is not None
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        """The phases this round runs, in order."""
+        return PHASES if self.signed else tuple(p for p in PHASES if p != CONSISTENCY_CHECK)
 
     @property
     def n(self) -> int:
@@ -290,6 +321,9 @@ class MaskingParams:
         )
         h.update(self.graph_seed)
         h.update(b"".join(c.to_bytes(8, "big") for c in self.client_ids))
+        # The PKI is part of the round: a client never signs for a round run under other keys.
+        if self.identities is not None:
+            h.update(b"".join(self.identities.raw(c) for c in self.client_ids))
         return h.digest()
 
 
@@ -310,6 +344,9 @@ _SHARE_KEY = b"secagg/v1/share-encryption-key"
 _SHARE_AD = b"secagg/v1/share"
 _PAIR_MASK = b"secagg/v1/pair-mask"
 _SELF_MASK = b"secagg/v1/self-mask"
+_SEED_COMMITMENT = b"secagg/v1/seed-commitment"
+_ADVERTISE_SIGNATURE = b"secagg/v1/advertise-signature"
+_SURVIVORS_SIGNATURE = b"secagg/v1/survivors-signature"
 
 
 def share_x(client_id: int) -> int:
@@ -338,3 +375,26 @@ def pair_mask_key(agreed: bytes, round_id: int, a: int, b: int) -> bytes:
 def self_mask_key(seed: bytes, round_id: int, client: int) -> bytes:
     """PRG key of a client's self-mask, from its secret seed b_u."""
     return derive_key(seed, info=encode_context(_SELF_MASK, round_id, client), length=prg.KEY_BYTES)
+
+
+def seed_commitment(seed: bytes, round_id: int, client: int) -> bytes:
+    """H(b_u): published with the keys, so the server can tell a rebuilt seed from a forged one.
+
+    b_u is 32 random bytes, so the hash hides it; the context binds it to one round and client.
+    """
+    return hashlib.sha256(encode_context(_SEED_COMMITMENT, round_id, client) + seed).digest()
+
+
+def advertise_signature_message(
+    params: MaskingParams, client: int, encryption: bytes, masking: bytes, commitment: bytes
+) -> bytes:
+    """What a client signs when it advertises its round keys (bound to this round's digest)."""
+    context = encode_context(_ADVERTISE_SIGNATURE, params.round_id, client)
+    return context + params.digest + encryption + masking + commitment
+
+
+def survivors_signature_message(params: MaskingParams, survivors: Iterable[int]) -> bytes:
+    """What every client signs in the consistency round: this round's survivor set, exactly."""
+    ordered = sorted(survivors)
+    context = encode_context(_SURVIVORS_SIGNATURE, params.round_id, len(ordered))
+    return context + params.digest + b"".join(c.to_bytes(8, "big") for c in ordered)

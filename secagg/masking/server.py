@@ -7,6 +7,17 @@ inputs as they arrive, and finally removes the masks that do not cancel:
 - the pairwise masks between each dropped client d (whose s_d^SK it reconstructs) and d's
   surviving neighbours, which those survivors added but d never will.
 
+In a signed round (identity keys set) the server also checks each client's signature on the
+keys it advertises, asks every survivor to sign the survivor set (``consistency_check``) and
+hands each one the signatures it collected; clients check both, so relaying is all it can do.
+
+Every rebuilt secret is checked before use: b_u against the commitment H(b_u) its owner
+published with its keys, s_u against its public key. When a check fails the server decodes
+the shares as a Reed-Solomon codeword (Berlekamp-Welch), which both corrects up to
+(m - t_s) / 2 wrong shares out of m and names the holders that sent them
+(:attr:`MaskingServer.inconsistent_holders`); a round aborts only when the shares at hand
+cannot be corrected.
+
 API: :meth:`MaskingServer.start` opens the round; :meth:`receive` takes each client message
 (invalid ones raise a ProtocolError subclass and change nothing); :meth:`close_phase` means
 "the deadline passed": whoever has not sent this phase's message is dropped, and the next
@@ -18,14 +29,15 @@ the round before anything more is requested, and every collected value is discar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from secagg.crypto import shamir
+from secagg.crypto import reed_solomon, shamir
 from secagg.crypto.agreement import agree, key_pair_from_private_bytes, validate_public_key
 from secagg.crypto.prg import MaskGenerator
+from secagg.crypto.signing import verify
 from secagg.errors import (
     BelowThresholdError,
     CryptoError,
@@ -42,6 +54,8 @@ from secagg.masking.messages import (
     AdvertiseKeys,
     AdvertiseKeysRequest,
     ClientMessage,
+    ConsistencyRequest,
+    ConsistencyResponse,
     KeyDirectory,
     MaskedInput,
     PublicKeys,
@@ -50,18 +64,22 @@ from secagg.masking.messages import (
     ShareKeys,
     UnmaskingRequest,
     UnmaskingResponse,
+    check_masked_words,
 )
 from secagg.masking.params import (
     ADVERTISE_KEYS,
+    CONSISTENCY_CHECK,
     FINISHED,
     MASKED_INPUT,
-    PHASES,
     SERVER_ID,
     SHARE_KEYS,
     MaskingParams,
+    advertise_signature_message,
     pair_mask_key,
+    seed_commitment,
     self_mask_key,
     share_x,
+    survivors_signature_message,
 )
 
 
@@ -71,6 +89,8 @@ class UnmaskedSum:
 
     total: np.ndarray
     included: list[int]
+    #: holder -> owners whose share it returned wrong (corrected, the sum is still exact)
+    inconsistent_holders: dict[int, list[int]] = field(default_factory=dict)
 
 
 class MaskingServer:
@@ -79,11 +99,12 @@ class MaskingServer:
     def __init__(self, params: MaskingParams) -> None:
         self.params = params
         self._graph = params.graph
-        self._phase = PHASES[0]
+        self._phases = params.phases
+        self._phase = self._phases[0]
         self._started = False
         #: Clients still in the round entering the current phase.
         self._active: set[int] = set(params.client_ids)
-        self._senders: dict[str, set[int]] = {phase: set() for phase in PHASES}
+        self._senders: dict[str, set[int]] = {phase: set() for phase in self._phases}
         #: Clients that went silent at each closed phase.
         self.dropped: dict[str, list[int]] = {}
         self._keys: dict[int, PublicKeys] = {}
@@ -94,7 +115,10 @@ class MaskingServer:
         self._to_recover: frozenset[int] = frozenset()  # dropped clients with masked neighbours
         self._seed_shares: dict[int, dict[int, shamir.Share]] = {}  # owner -> holder -> share
         self._key_shares: dict[int, dict[int, shamir.Share]] = {}
+        self._signatures: dict[int, bytes] = {}  # survivor -> signature on the survivor set
         self._result: UnmaskedSum | None = None
+        #: holder -> owners whose share it returned wrong (found while rebuilding secrets)
+        self.inconsistent_holders: dict[int, list[int]] = {}
 
     @property
     def phase(self) -> str:
@@ -126,6 +150,8 @@ class MaskingServer:
             self._accept_bundles(message)
         elif isinstance(message, MaskedInput):
             self._accept_masked_input(message)
+        elif isinstance(message, ConsistencyResponse):
+            self._accept_signature(message)
         else:
             self._accept_shares(message)
         self._senders[message.PHASE].add(message.sender)
@@ -145,6 +171,8 @@ class MaskingServer:
             elif phase == SHARE_KEYS:
                 outgoing = dict(self._share_deliveries())
             elif phase == MASKED_INPUT:
+                outgoing = dict(self._after_masked_input())
+            elif phase == CONSISTENCY_CHECK:
                 outgoing = dict(self._unmasking_requests())
             else:
                 self._result = self._unmask()
@@ -152,8 +180,8 @@ class MaskingServer:
         except (BelowThresholdError, CryptoError):
             self._abort()
             raise
-        index = PHASES.index(phase) + 1
-        self._phase = PHASES[index] if index < len(PHASES) else FINISHED
+        index = self._phases.index(phase) + 1
+        self._phase = self._phases[index] if index < len(self._phases) else FINISHED
         return outgoing
 
     # ---- validation --------------------------------------------------------------------------
@@ -171,7 +199,7 @@ class MaskingServer:
             raise UnknownSenderError(f"{name} from {sender}, who is not a client of this round")
         if sender in self._senders[message.PHASE]:
             raise ReplayError(f"client {sender} already sent a {name} in this round")
-        if not self._started or self._phase != message.PHASE:
+        if not self._started or self._phase != message.PHASE or message.PHASE not in self._phases:
             raise PhaseError(
                 f"{name} from client {sender} belongs to {message.PHASE!r}, but the server is "
                 f"in {self._phase!r}{'' if self._started else ' (not started)'}"
@@ -197,6 +225,11 @@ class MaskingServer:
                     f"client {sender} advertises a public key already used by client {owner}; "
                     "every key must be fresh"
                 )
+        if self.params.identities is not None:
+            signed = advertise_signature_message(
+                self.params, sender, keys.encryption, keys.masking, keys.seed_commitment
+            )
+            verify(self.params.identities[sender], keys.signature, signed, f"client {sender}")
         self._keys[sender] = keys
         self._key_owner[keys.encryption] = self._key_owner[keys.masking] = sender
 
@@ -224,14 +257,27 @@ class MaskingServer:
 
     def _accept_masked_input(self, message: MaskedInput) -> None:
         p = self.params
-        if message.bits != p.bits or message.masked.shape != (p.dim,):
+        if message.bits != p.bits:
             raise TamperedMessageError(
-                f"client {message.sender}'s masked input has {message.masked.size} values of "
-                f"{message.bits} bits; this round uses dim = {p.dim}, bits = {p.bits}"
+                f"client {message.sender}'s masked input has {message.bits}-bit words; this "
+                f"round uses bits = {p.bits}"
+            )
+        masked = check_masked_words(message.masked, p.bits)
+        if masked.shape != (p.dim,):
+            raise TamperedMessageError(
+                f"client {message.sender}'s masked input has {masked.size} values; this round "
+                f"uses dim = {p.dim}"
             )
         if self._sum is None:
             self._sum = np.zeros(p.dim, dtype=p.dtype)
-        np.add(self._sum, message.masked, out=self._sum)
+        np.add(self._sum, masked, out=self._sum)
+
+    def _accept_signature(self, message: ConsistencyResponse) -> None:
+        assert self.params.identities is not None  # the phase exists only in signed rounds
+        signed = survivors_signature_message(self.params, self._survivors)
+        sender = message.sender
+        verify(self.params.identities[sender], message.signature, signed, f"client {sender}")
+        self._signatures[sender] = message.signature
 
     def _accept_shares(self, message: UnmaskingResponse) -> None:
         sender = message.sender
@@ -296,7 +342,15 @@ class MaskingServer:
             for c in sorted(self._active)
         }
 
-    def _unmasking_requests(self) -> dict[int, UnmaskingRequest]:
+    def _after_masked_input(self) -> dict[int, ConsistencyRequest] | dict[int, UnmaskingRequest]:
+        self._fix_survivors()
+        if not self.params.signed:
+            return self._unmasking_requests()
+        r, survivors = self.params.round_id, tuple(sorted(self._survivors))
+        return {c: ConsistencyRequest(r, SERVER_ID, c, survivors) for c in survivors}
+
+    def _fix_survivors(self) -> None:
+        """U3 := the clients whose masked input is in the sum; check it can be unmasked."""
         survivors = frozenset(self._active)
         lost = self._senders[SHARE_KEYS] - survivors
         # Only dropped clients that some survivor masked with need their key recovered.
@@ -308,17 +362,14 @@ class MaskingServer:
             self._require(holders, t_s, f"surviving holders of dropped client {d}'s key shares")
         self._survivors, self._to_recover = survivors, to_recover
         self._bundles = {}
-        r, count, graph = self.params.round_id, len(survivors), self._graph
+
+    def _unmasking_requests(self) -> dict[int, UnmaskingRequest]:
+        """Ask every client still here to unmask, showing it the signatures when signed."""
+        r, survivors = self.params.round_id, tuple(sorted(self._survivors))
+        signatures = dict(sorted(self._signatures.items()))
         return {
-            c: UnmaskingRequest(
-                r,
-                SERVER_ID,
-                c,
-                count,
-                tuple(sorted(graph.neighborhood(c) & survivors)),
-                tuple(sorted(graph.neighbors(c) & to_recover)),
-            )
-            for c in sorted(survivors)
+            c: UnmaskingRequest(r, SERVER_ID, c, survivors, signatures)
+            for c in sorted(self._active)
         }
 
     def _unmask(self) -> UnmaskedSum:
@@ -337,17 +388,23 @@ class MaskingServer:
         add: list[bytes] = []
         subtract: list[bytes] = []
         pick = _HolderPicker(self._graph, t_s)
+
+        def seed_matches(owner: int, seed: bytes) -> bool:
+            return seed_commitment(seed, p.round_id, owner) == self._keys[owner].seed_commitment
+
+        def key_matches(owner: int, secret: bytes) -> bool:
+            return key_pair_from_private_bytes(secret).public == self._keys[owner].masking
+
         for owner in self._in_ring_order(self._survivors):
-            seed = shamir.combine(pick(owner, self._seed_shares[owner]), t_s)
+            seed = self._rebuild(
+                owner, "self-mask seed", self._seed_shares[owner], pick, seed_matches
+            )
             subtract.append(self_mask_key(seed, p.round_id, owner))
         for dropped in self._in_ring_order(self._to_recover):
-            secret = shamir.combine(pick(dropped, self._key_shares[dropped]), t_s)
+            secret = self._rebuild(
+                dropped, "mask key", self._key_shares[dropped], pick, key_matches
+            )
             key_pair = key_pair_from_private_bytes(secret)
-            if key_pair.public != self._keys[dropped].masking:
-                raise CryptoError(
-                    f"the key reconstructed for dropped client {dropped} does not match its "
-                    "advertised public key: a holder sent a wrong share"
-                )
             for survivor in sorted(self._graph.neighbors(dropped) & self._survivors):
                 agreed = agree(key_pair.private, self._keys[survivor].masking)
                 key = pair_mask_key(agreed, p.round_id, dropped, survivor)
@@ -357,7 +414,48 @@ class MaskingServer:
         MaskGenerator(p.bits).apply(total, add=add, subtract=subtract, reduce=True)
         self._sum = None
         self._seed_shares, self._key_shares = {}, {}
-        return UnmaskedSum(total, sorted(self._survivors))
+        return UnmaskedSum(total, sorted(self._survivors), dict(self.inconsistent_holders))
+
+    def _rebuild(
+        self,
+        owner: int,
+        what: str,
+        shares: Mapping[int, shamir.Share],
+        pick: _HolderPicker,
+        matches: Callable[[int, bytes], bool],
+    ) -> bytes:
+        """Rebuild one secret, check it, and name every holder whose share disagrees.
+
+        The fast path combines t_s shares; once the secret passes its check those shares are
+        known good, and the remaining ones are checked against them. Only when the check
+        fails are all the shares decoded with error correction.
+        """
+        t_s = self.params.share_threshold
+        chosen = pick(owner, shares)
+        try:
+            secret = shamir.combine(chosen, t_s)
+            good = matches(owner, secret)
+        except CryptoError:  # a wrong share can interpolate to a value too large for a secret
+            good = False
+        if good:
+            used = {s.x for s in chosen}
+            wrong = reed_solomon.disagreeing(
+                chosen, [s for s in shares.values() if s.x not in used]
+            )
+        else:
+            holders = sorted(shares)
+            decoded = reed_solomon.decode([shares[h] for h in holders], t_s)
+            if decoded is None or not matches(owner, decoded.secret):
+                raise CryptoError(
+                    f"the {len(shares)} shares of client {owner}'s {what} cannot be corrected "
+                    f"into one that matches its commitment (t_s = {t_s}): too many holders "
+                    "returned wrong shares, so the round aborts"
+                )
+            secret, wrong = decoded.secret, decoded.wrong_xs
+        for holder in shares:
+            if share_x(holder) in wrong:
+                self.inconsistent_holders.setdefault(holder, []).append(owner)
+        return secret
 
     def _in_ring_order(self, clients: frozenset[int]) -> list[int]:
         return [c for c in self._graph.ring if c in clients]

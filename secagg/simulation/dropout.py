@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PHASES = ("advertise_keys", "share_keys", "masked_input", "unmasking")
+from secagg.masking.params import PHASES
 
 
 @dataclass(frozen=True)

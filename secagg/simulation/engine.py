@@ -117,14 +117,19 @@ def run_simulation(
     progress: bool = False,
     on_round: ProgressCallback | None = None,
     dataset: FederatedDataset | None = None,
+    overwrite: bool = False,
 ) -> SimulationResult:
     """Run ``config.run.rounds`` rounds of federated training and return every metric.
 
     ``output_dir``: write ``metrics.json`` (after every round, so a crash loses nothing),
     ``config.toml`` and the plots there. ``progress``: draw a live progress bar (rich).
     ``dataset``: reuse an already loaded federation (e.g. across a parameter sweep).
+    ``overwrite``: replace the results an ``output_dir`` already holds (refused otherwise).
     """
-    from secagg.simulation.results import ResultsWriter
+    from secagg.simulation.results import ResultsWriter, check_output_dir
+
+    if output_dir is not None:
+        check_output_dir(Path(output_dir), overwrite)
 
     seed = config.run.seed
     data = dataset if dataset is not None else load_federated(config.data, seed)

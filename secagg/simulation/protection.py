@@ -15,7 +15,15 @@ import numpy as np
 
 from secagg.aggregation import AggregationRule
 from secagg.config import Config
-from secagg.errors import BelowThresholdError, ConfigError, CryptoError, ProtocolError
+from secagg.crypto.signing import IdentityDirectory, SigningKey
+from secagg.errors import (
+    AggregateRejectedError,
+    BelowThresholdError,
+    ConfigError,
+    CryptoError,
+    ProtocolError,
+    QuantizationError,
+)
 from secagg.masking.driver import run_round
 from secagg.masking.params import MaskingParams
 from secagg.quantize import QuantizationSpec, decode_weighted_mean, encode_weighted
@@ -93,7 +101,15 @@ class MaskedProtection:
         n = len(client_ids)
         self.neighbors = (n - 1) if pt.mode == "secagg" else pt.neighbors
         self.threshold: float | int = pt.threshold if pt.threshold < 1 else int(pt.threshold)
-        self.spec = QuantizationSpec(bits=pt.bits, clip=pt.clip_range, max_clients=n)
+        try:
+            self.spec = QuantizationSpec(bits=pt.bits, clip=pt.clip_range, max_clients=n)
+        except QuantizationError as exc:
+            raise ConfigError(f"protection.bits / protection.clip_range: {exc}") from None
+        # Identity keys, registered once for the whole run (out of band in a deployment).
+        self.directory: IdentityDirectory | None = None
+        self.identity_keys: dict[int, SigningKey] = {}
+        if pt.consistency == "signatures":
+            self.directory, self.identity_keys = IdentityDirectory.generate(client_ids)
         # Size the SecAgg+ graph for the dropout this run will see: the expected rate, or the
         # simulated one compounded over its phases, whichever is larger.
         simulated = 1 - (1 - pt.dropout) ** len(pt.dropout_phases)
@@ -113,6 +129,7 @@ class MaskedProtection:
             round_id=round_idx,
             graph_seed=f"secagg-graph/{self.seed}".encode(),
             dropout_rate=self.dropout_rate,
+            identities=self.directory,
         )
 
     def aggregate(
@@ -122,23 +139,31 @@ class MaskedProtection:
         schedule: DropoutSchedule,
         round_idx: int,
     ) -> AggregateOutcome:
+        # Sample counts are declared in the clear (they are the FedAvg weights); what each
+        # client encodes is hidden, so the decoded sum is checked against the declarations.
         max_w = max(weights.values())
-        inputs: dict[int, np.ndarray] = {}
-        for c in self.client_ids:
-            # Stochastic rounding is not secret: a seeded generator keeps runs reproducible.
-            rng = np.random.default_rng([self.seed, round_idx, c, 0x5EC])
-            inputs[c] = encode_weighted(updates[c], weights[c] / max_w, self.spec, rng)
+        declared = {c: weights[c] / max_w for c in self.client_ids}
+        inputs = {c: self.encode(c, updates[c], declared[c], round_idx) for c in self.client_ids}
         params = self._params(round_idx)
         try:
-            result = run_round(inputs, params, dropouts=schedule.by_phase)
+            result = run_round(
+                inputs, params, dropouts=schedule.by_phase, identities=self.identity_keys
+            )
         except (BelowThresholdError, CryptoError) as exc:
-            # Too few survivors, or a share failed reconstruction: the round reveals nothing.
-            return AggregateOutcome(None, [], f"secure aggregation aborted: {exc}")
-        update = decode_weighted_mean(result.total, self.spec).astype(np.float32)
+            # Too few survivors, or shares beyond correction: the round reveals nothing.
+            return AggregateOutcome(None, [], f"{type(exc).__name__}: {exc}")
+        included = result.included
+        try:
+            mean = decode_weighted_mean(
+                result.total, self.spec, sum(declared[c] for c in included), len(included)
+            )
+        except AggregateRejectedError as exc:
+            return AggregateOutcome(None, included, f"{type(exc).__name__}: {exc}")
+        update = mean.astype(np.float32)
         sent = list(result.bytes_sent.values())
         return AggregateOutcome(
             update,
-            result.included,
+            included,
             stats={
                 "bytes_sent_per_client": float(np.mean(sent)) if sent else 0.0,
                 "bytes_sent_max": max(sent) if sent else 0,
@@ -147,8 +172,20 @@ class MaskedProtection:
                 "server_seconds_by_phase": result.server_seconds,
                 "neighbors": params.neighbors,
                 "threshold": params.threshold,
+                "consistency": "signatures" if params.signed else "none",
+                "inconsistent_holders": {
+                    str(h): owners for h, owners in result.inconsistent_holders.items()
+                },
             },
         )
+
+    def encode(self, client: int, update: np.ndarray, weight: float, round_idx: int) -> np.ndarray:
+        """What one client masks: ``weight * clip(update)`` and ``weight`` (the seam attacks use).
+
+        Stochastic rounding is not secret: a seeded generator keeps runs reproducible.
+        """
+        rng = np.random.default_rng([self.seed, round_idx, client, 0x5EC])
+        return encode_weighted(update, weight, self.spec, rng)
 
 
 def make_protection(

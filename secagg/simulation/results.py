@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from secagg.config import config_to_toml
+from secagg.errors import ConfigError
 from secagg.simulation.engine import SimulationResult
 
 
@@ -38,6 +39,22 @@ def unique_run_dir(base: str | Path, name: str) -> Path:
         candidate = root / f"{name}-{k}"
         k += 1
     return candidate
+
+
+#: Files whose presence means a folder holds an earlier run's results.
+RESULT_FILES = ("metrics.json", "config.toml")
+
+
+def check_output_dir(path: Path, overwrite: bool) -> None:
+    """Refuse a folder that holds an earlier run's results, unless asked to overwrite them."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output folder {path} is a file; choose a folder")
+    found = [name for name in RESULT_FILES if (path / name).exists()]
+    if found and not overwrite:
+        raise ConfigError(
+            f"output folder {path} already holds results ({', '.join(found)}); choose another "
+            "folder (or leave --output-dir out for a fresh one) or pass --overwrite to replace them"
+        )
 
 
 class ResultsWriter:

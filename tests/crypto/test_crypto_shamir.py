@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import chi2_contingency, chisquare
 
 from secagg.crypto import shamir
 from secagg.errors import CryptoError
@@ -55,32 +59,6 @@ def test_fewer_than_t_shares_do_not_determine_the_secret() -> None:
         shamir.combine(shares[:3], 3)
 
 
-def test_t_minus_one_shares_are_consistent_with_any_secret() -> None:
-    # Perfect secrecy: the same t - 1 share values are produced by sharings of two different
-    # secrets (we exhibit the other polynomial explicitly through one extra point).
-    secret, other = os.urandom(32), os.urandom(32)
-    shares = shamir.split(secret, 3, [1, 2, 3])
-    forged = shamir.Share(0, int.from_bytes(other, "big"))  # pretend the secret were `other`
-    p = shamir.PRIME
-    # The degree-2 polynomial through (0, other), shares[0], shares[1] exists and is unique,
-    # so those two shares alone cannot tell `secret` from `other`.
-    xs = (forged.x, shares[0].x, shares[1].x)
-    ys = (forged.y, shares[0].y, shares[1].y)
-
-    def at(x: int) -> int:
-        total = 0
-        for i, (xi, yi) in enumerate(zip(xs, ys, strict=True)):
-            term = yi
-            for j, xj in enumerate(xs):
-                if i != j:
-                    term = term * (x - xj) * pow(xi - xj, -1, p) % p
-            total = (total + term) % p
-        return total
-
-    assert at(shares[0].x) == shares[0].y and at(shares[1].x) == shares[1].y
-    assert at(0) == int.from_bytes(other, "big")
-
-
 def test_duplicate_shares_are_refused() -> None:
     shares = shamir.split(os.urandom(32), 2, [1, 2, 3])
     with pytest.raises(CryptoError, match="duplicate"):
@@ -121,3 +99,194 @@ def test_a_garbled_share_is_detected() -> None:
     bad = shamir.Share(shares[0].x, int.from_bytes(os.urandom(65), "big") % shamir.PRIME)
     with pytest.raises(CryptoError, match="wrong"):
         shamir.combine([bad, shares[1], shares[2]], 3)
+
+
+# --------------------------------------------------------------------------------------------
+# Secrecy and freshness. Over GF(2^521 - 1) nothing about the distribution of shares can be
+# observed, so these run over small prime fields (the ``prime`` keyword), where every value
+# can be counted.
+# --------------------------------------------------------------------------------------------
+
+SMALL_PRIME = 7
+
+
+class _ScriptedRandomness:
+    """Stands in for :mod:`secrets` inside shamir: ``randbelow`` returns scripted values."""
+
+    def __init__(self, prime: int) -> None:
+        self.prime = prime
+        self.queue: list[int] = []
+
+    def randbelow(self, bound: int) -> int:
+        assert bound == self.prime, "coefficients must be drawn from the whole field"
+        return self.queue.pop(0)
+
+
+def _every_sharing(
+    monkeypatch: pytest.MonkeyPatch, secret: int, threshold: int, xs: Sequence[int], prime: int
+) -> Iterator[list[shamir.Share]]:
+    """The sharings of ``secret`` for every choice of the t - 1 random coefficients."""
+    scripted = _ScriptedRandomness(prime)
+    monkeypatch.setattr(shamir, "secrets", scripted)
+    for coefficients in itertools.product(range(prime), repeat=threshold - 1):
+        scripted.queue = list(coefficients)
+        shares = shamir.split(bytes([secret]), threshold, xs, prime=prime)
+        assert not scripted.queue, "split must draw exactly t - 1 coefficients"
+        yield shares
+
+
+def test_two_splits_of_one_secret_use_fresh_randomness() -> None:
+    secret, xs = os.urandom(32), [1, 2, 3, 4, 5]
+    first, second = shamir.split(secret, 3, xs), shamir.split(secret, 3, xs)
+    # With fresh coefficients two sharings agree at a given x with probability 2^-521;
+    # reused (or secret-derived) coefficients would make them agree everywhere.
+    assert all(a.y != b.y for a, b in zip(first, second, strict=True))
+    assert shamir.combine(first, 3) == shamir.combine(second, 3) == secret
+    # Threshold 1 has no random coefficient: every share is the secret itself.
+    assert {s.y for s in shamir.split(secret, 1, xs)} == {int.from_bytes(secret, "big")}
+
+
+@pytest.mark.parametrize("threshold", [2, 3])
+def test_any_t_minus_1_shares_take_every_value_exactly_once_whatever_the_secret(
+    monkeypatch: pytest.MonkeyPatch, threshold: int
+) -> None:
+    # Exhaustive over GF(7): for each secret, the p^(t-1) choices of the random coefficients
+    # map one-to-one onto the p^(t-1) possible values of any t - 1 shares. So uniform
+    # coefficients give uniform t - 1 shares, the same distribution for every secret:
+    # perfect secrecy.
+    p, xs = SMALL_PRIME, [1, 2, 3, 4, 5, 6]
+    for secret in range(p):
+        sharings = list(_every_sharing(monkeypatch, secret, threshold, xs, p))
+        for subset in itertools.combinations(range(len(xs)), threshold - 1):
+            seen = Counter(tuple(shares[i].y for i in subset) for shares in sharings)
+            assert len(seen) == p ** (threshold - 1) and set(seen.values()) == {1}, (secret, subset)
+
+
+@pytest.mark.parametrize("threshold", [2, 3])
+def test_over_a_small_field_every_t_subset_rebuilds_every_secret(
+    monkeypatch: pytest.MonkeyPatch, threshold: int
+) -> None:
+    p, xs = SMALL_PRIME, [1, 2, 3, 4, 5, 6]
+    for secret in range(p):
+        for shares in _every_sharing(monkeypatch, secret, threshold, xs, p):
+            for subset in itertools.combinations(shares, threshold):
+                assert shamir.combine(subset, threshold, 1, prime=p) == bytes([secret])
+
+
+def _share_counts(secret: int, prime: int, xs: Sequence[int], splits: int) -> np.ndarray:
+    """How often each value pair (y at xs[0], y at xs[1]) occurs over ``splits`` real splits
+    with t = 3 among three holders (the third share is not looked at)."""
+    holders = [*xs, next(x for x in range(1, prime) if x not in xs)]
+    counts = np.zeros(prime * prime, dtype=np.int64)
+    for _ in range(splits):
+        a, b, _third = shamir.split(bytes([secret]), 3, holders, prime=prime)
+        counts[a.y * prime + b.y] += 1
+    return counts
+
+
+@pytest.mark.parametrize("xs", [(1, 2), (3, 10)])
+def test_t_minus_1_shares_from_the_real_randomness_are_uniform_and_independent_of_the_secret(
+    xs: tuple[int, int],
+) -> None:
+    # t = 3 over GF(11): the pair of shares at two x-coordinates should be uniform over the
+    # 121 value pairs for any secret. The coefficients come from the OS CSPRNG (not seeded),
+    # so a correct implementation fails this with probability 1e-6 per assertion: negligible.
+    p, splits = 11, 100 * 11 * 11
+    counts = {secret: _share_counts(secret, p, xs, splits) for secret in (0, p - 1)}
+    for secret, observed in counts.items():
+        assert chisquare(observed).pvalue > 1e-6, secret  # uniform over GF(11)^2
+    table = np.stack(list(counts.values()))
+    assert chi2_contingency(table).pvalue > 1e-6  # the same distribution for both secrets
+
+
+def test_the_secret_and_the_x_coordinates_must_lie_in_the_chosen_field() -> None:
+    with pytest.raises(CryptoError, match="GF"):
+        shamir.split(bytes([SMALL_PRIME]), 2, [1, 2], prime=SMALL_PRIME)
+    with pytest.raises(CryptoError, match="x-coordinates"):
+        shamir.split(bytes([1]), 2, [1, SMALL_PRIME], prime=SMALL_PRIME)
+
+
+def test_lagrange_coefficients_are_computed_and_cached_per_field() -> None:
+    # The coefficients at 0 interpolate f(x) = 1 and f(x) = x, so they sum to 1 and their
+    # x-weighted sum is 0, in each field. Asking for the same x-set in another field must not
+    # return the cached coefficients of the first one.
+    xs = (1, 2, 3, 5)
+    for prime in (SMALL_PRIME, 11, shamir.PRIME, 11):
+        coefficients = shamir.lagrange_at_zero(xs, prime=prime)
+        assert all(0 <= c < prime for c in coefficients)
+        assert sum(coefficients) % prime == 1
+        assert sum(c * x for c, x in zip(coefficients, xs, strict=True)) % prime == 0
+    assert shamir.lagrange_at_zero(xs) == shamir.lagrange_at_zero(xs, prime=shamir.PRIME)
+
+
+# --------------------------------------------------------------------------------------------
+# interpolate_at: the polynomial through given shares, evaluated anywhere.
+# --------------------------------------------------------------------------------------------
+
+
+def _evaluate(coefficients: Sequence[int], x: int, prime: int) -> int:
+    return sum(c * x**i for i, c in enumerate(coefficients)) % prime
+
+
+def test_interpolate_at_agrees_with_direct_evaluation_of_every_small_polynomial() -> None:
+    # Exhaustive over GF(5): every polynomial of degree <= 2, through every 3 points
+    # (x = 0 included), evaluated at every field element.
+    p = 5
+    for coefficients in itertools.product(range(p), repeat=3):
+        for xs in itertools.combinations(range(p), 3):
+            points = [shamir.Share(x, _evaluate(coefficients, x, p)) for x in xs]
+            for x in range(p):
+                assert shamir.interpolate_at(points, x, prime=p) == _evaluate(coefficients, x, p)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(2, 12), data=st.data(), secret=st.binary(min_size=32, max_size=32))
+def test_t_shares_predict_every_other_holders_share_and_the_secret(
+    n: int, data: st.DataObject, secret: bytes
+) -> None:
+    t = data.draw(st.integers(1, n - 1))
+    xs = data.draw(st.lists(st.integers(1, 2**64), min_size=n, max_size=n, unique=True))
+    shares = data.draw(st.permutations(shamir.split(secret, t, xs)))
+    used, others = shares[:t], shares[t:]
+    for holder in others:
+        assert shamir.interpolate_at(used, holder.x) == holder.y
+    assert shamir.interpolate_at(used, 0) == int.from_bytes(secret, "big")
+    # The reconstructed secret (at x = 0) is itself a point of the polynomial.
+    anchored = [shamir.Share(0, int.from_bytes(secret, "big")), *used[: t - 1]]
+    assert all(shamir.interpolate_at(anchored, h.x) == h.y for h in others)
+
+
+@pytest.mark.parametrize("tampered", [0, 2, 4])
+def test_a_tampered_share_is_told_apart_from_the_consistent_ones(tampered: int) -> None:
+    # Checking each holder's share against the polynomial fixed by the secret and t - 1 other
+    # shares flags exactly the tampered holder: changing y_i by d moves the value at any other
+    # x by d * l_i(x), and l_i(x) != 0 off the interpolation points.
+    secret, t, xs = os.urandom(32), 3, [3, 5, 8, 13, 21]
+    shares = shamir.split(secret, t, xs)
+    shares[tampered] = shamir.Share(xs[tampered], (shares[tampered].y + 1) % shamir.PRIME)
+    anchor = shamir.Share(0, int.from_bytes(secret, "big"))
+    flagged = set()
+    for i, share in enumerate(shares):
+        reference = [anchor, *(s for j, s in enumerate(shares) if j != i and j != tampered)][:t]
+        if shamir.interpolate_at(reference, share.x) != share.y:
+            flagged.add(i)
+    assert flagged == {tampered}
+    # And the tampered share, used as an interpolation point, mispredicts every other holder.
+    used = [shares[tampered], *(s for j, s in enumerate(shares) if j != tampered)][:t]
+    unused = [s for s in shares if s not in used]
+    assert all(shamir.interpolate_at(used, s.x) != s.y for s in unused)
+
+
+def test_interpolate_at_refuses_duplicate_points_and_coordinates_outside_the_field() -> None:
+    shares = shamir.split(os.urandom(32), 2, [1, 2, 3])
+    with pytest.raises(CryptoError, match="duplicate"):
+        shamir.interpolate_at([shares[0], shares[1], shares[0]], 9)
+    with pytest.raises(CryptoError, match="duplicate"):
+        shamir.interpolate_at([shares[0], shamir.Share(1, shares[1].y)], 9)
+    with pytest.raises(CryptoError, match="at least one"):
+        shamir.interpolate_at([], 9)
+    for x in (-1, shamir.PRIME):
+        with pytest.raises(CryptoError, match="x-coordinates"):
+            shamir.interpolate_at(shares[:2], x)
+    with pytest.raises(CryptoError, match="x-coordinates"):
+        shamir.interpolate_at([shamir.Share(SMALL_PRIME, 1)], 1, prime=SMALL_PRIME)

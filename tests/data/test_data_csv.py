@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from secagg.config import DataSection
+from secagg.config import DataSection, load_config
 from secagg.data import Standardizer, load_federated
+from secagg.data.csv import load_csv
 from secagg.errors import ConfigError, DataError, SecAggError
+from secagg.simulation import run_simulation
 
 SITES = {"north": (0.0, 1.0), "south": (100.0, 10.0), "east": (-50.0, 0.1)}  # mean, scale
 
@@ -193,8 +198,10 @@ def test_absent_site_column(tmp_path: Path) -> None:
 def test_non_numeric_feature_column(tmp_path: Path) -> None:
     rows = [[r[0], "F" if i == 3 else r[1], r[2]] for i, r in enumerate(GOOD)]
     message = _error(_csv(_write(tmp_path / "d.csv", HEADER, rows)))
-    assert "feature column 'z' is not numeric ('F' at line 5)" in message
-    assert "encode it as numbers or remove the column" in message
+    assert "feature column 'z' is not numeric ('F' at line 5; the other cells are numbers)" in (
+        message
+    )
+    assert "data.exclude" in message and "data.categorical" in message
 
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "-Infinity", ""])
@@ -207,7 +214,8 @@ def test_nan_inf_or_missing_feature_values(tmp_path: Path, bad: str) -> None:
 def test_missing_label_value(tmp_path: Path) -> None:
     rows = [[r[0], r[1], "" if i == 0 else r[2]] for i, r in enumerate(GOOD)]
     message = _error(_csv(_write(tmp_path / "d.csv", HEADER, rows)))
-    assert "line 2: label column 'label' is missing" in message
+    assert "label column 'label' is missing at line 2" in message
+    assert 'data.missing = "drop"' in message
 
 
 def test_single_class(tmp_path: Path) -> None:
@@ -255,3 +263,320 @@ def test_folder_files_with_different_columns(tmp_path: Path) -> None:
 def test_too_many_clients_for_pooled_csv(tmp_path: Path) -> None:
     message = _error(_csv(_write(tmp_path / "d.csv", HEADER, GOOD), clients=9))
     assert "data.clients=9 but only 16 training samples" in message
+
+
+# --------------------------------------------------------------------------------------------
+# Real hospital exports: excluded columns, categories, missing cells (issue #6)
+# --------------------------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+CONSORTIUM_CSV = EXAMPLES / "consortium" / "hospitals.csv"
+VENDORS = ["ge", "philips", "siemens"]
+
+
+def test_excluded_columns_are_neither_features_nor_errors(tmp_path: Path) -> None:
+    rows = [[f"P{i:03d}", str(i), "seen twice" if i % 3 else "", str(i % 2)] for i in range(20)]
+    path = _write(tmp_path / "d.csv", ["pid", "x", "notes", "label"], rows)
+    table = load_csv(_csv(path, exclude=["pid", "notes"]))
+    assert table.feature_names == ["x"]
+    np.testing.assert_array_equal(table.X[:, 0], np.arange(20))  # empty notes are no error
+
+
+def test_excluding_an_absent_column_names_it_and_the_columns(tmp_path: Path) -> None:
+    message = _error(_csv(_write(tmp_path / "d.csv", HEADER, GOOD), exclude=["patient_id"]))
+    assert "no column 'patient_id' (data.exclude)" in message and "x, z, label" in message
+    root = tmp_path / "sites"
+    root.mkdir()
+    _write(root / "a.csv", HEADER, GOOD)
+    _write(root / "b.csv", HEADER, GOOD)
+    message = _error(_csv(root, partition="site", clients=0, exclude=["patient_id"]))
+    assert "no column 'patient_id' (data.exclude) in any of the 2 CSV files" in message
+
+
+def test_excluded_column_may_exist_at_some_sites_only(tmp_path: Path) -> None:
+    root = tmp_path / "sites"
+    root.mkdir()
+    _write(root / "a.csv", HEADER, GOOD)
+    _write(root / "b.csv", [*HEADER, "notes"], [[*r, "text"] for r in GOOD])
+    fed = load_federated(_csv(root, partition="site", clients=0, exclude=["notes"]), seed=0)
+    assert fed.feature_names == ["x", "z"]
+
+
+def test_categorical_column_is_one_hot_in_place_in_the_declared_order(tmp_path: Path) -> None:
+    vendors = ["siemens", "ge", "philips", "ge"] * 5
+    rows = [[str(i), v, str(2 * i), str(i % 2)] for i, v in enumerate(vendors)]
+    path = _write(tmp_path / "d.csv", ["x", "scanner", "z", "label"], rows)
+    declared = ["siemens", "ge", "philips"]  # not alphabetical: the config's order is kept
+    table = load_csv(_csv(path, categorical={"scanner": declared}))
+    assert table.feature_names == ["x", "scanner=siemens", "scanner=ge", "scanner=philips", "z"]
+    np.testing.assert_array_equal(table.X[:, 1:4], np.eye(3)[[declared.index(v) for v in vendors]])
+    np.testing.assert_array_equal(table.X[:, 4], 2 * np.arange(20))
+
+
+def test_every_site_gets_every_declared_category_even_unseen_ones(tmp_path: Path) -> None:
+    root = tmp_path / "sites"
+    root.mkdir()
+    for site, vendor in (("a", "ge"), ("b", "siemens")):
+        _write(
+            root / f"{site}.csv",
+            ["x", "scanner", "label"],
+            [[str(i), vendor, str(i % 2)] for i in range(10)],
+        )
+    data = _csv(
+        root, partition="site", clients=0, standardize="none", categorical={"scanner": VENDORS}
+    )
+    fed = load_federated(data, seed=0)
+    assert fed.feature_names == ["x", "scanner=ge", "scanner=philips", "scanner=siemens"]
+    a, b = fed.clients
+    np.testing.assert_array_equal(a.X_train[:, 1:], np.tile([1, 0, 0], (len(a.X_train), 1)))
+    np.testing.assert_array_equal(b.X_train[:, 1:], np.tile([0, 0, 1], (len(b.X_train), 1)))
+
+
+def test_value_outside_the_categories_names_file_lines_and_value(tmp_path: Path) -> None:
+    root = tmp_path / "sites"
+    root.mkdir()
+    good = [[str(i), VENDORS[i % 3], str(i % 2)] for i in range(10)]
+    bad = [
+        [r[0], {2: "toshiba", 5: "toshiba", 8: "GE"}.get(i, r[1]), r[2]] for i, r in enumerate(good)
+    ]
+    _write(root / "a.csv", ["x", "scanner", "label"], good)
+    _write(root / "b.csv", ["x", "scanner", "label"], bad)
+    message = _error(_csv(root, partition="site", clients=0, categorical={"scanner": VENDORS}))
+    assert "values outside data.categorical (scanner: ge, philips, siemens)" in message
+    assert "'toshiba' in column 'scanner' at b.csv lines 4, 7" in message
+    assert "'GE' in column 'scanner' at b.csv line 10" in message
+    assert "a.csv" not in message
+
+
+def test_values_outside_the_list_are_not_also_counted_as_missing(tmp_path: Path) -> None:
+    scanners = ["ge", "toshiba", "", "philips"] * 5
+    rows = [[str(i), v, str(i % 2)] for i, v in enumerate(scanners)]
+    path = _write(tmp_path / "d.csv", ["x", "scanner", "label"], rows)
+    for missing in ("error", "impute"):
+        message = _error(_csv(path, categorical={"scanner": VENDORS}, missing=missing))
+        assert "'toshiba' in column 'scanner' at lines 3, 7, 11, 15, 19" in message
+        if missing == "error":
+            assert "5 empty or NaN feature cells: column 'scanner' at lines 4, 8, 12" in message
+
+
+def test_categorical_column_that_does_not_exist(tmp_path: Path) -> None:
+    path = _write(tmp_path / "d.csv", HEADER, GOOD)
+    message = _error(_csv(path, categorical={"scanner": VENDORS}))
+    assert "no column 'scanner' (data.categorical)" in message and "x, z, label" in message
+
+
+def test_a_missing_spelling_that_is_a_declared_category_is_a_value(tmp_path: Path) -> None:
+    contrast = ["none", "iodine", ""] + ["none", "iodine"] * 6
+    rows = [[str(i), c, str(i % 2)] for i, c in enumerate(contrast)]
+    path = _write(tmp_path / "d.csv", ["x", "contrast", "label"], rows)
+    message = _error(_csv(path, categorical={"contrast": ["none", "iodine"]}))
+    assert "1 empty or NaN feature cell: column 'contrast' at line 4;" in message
+
+
+def _two_sites(tmp_path: Path, a_x: list[str], b_x: list[str]) -> Path:
+    """One file, sites 'a' and 'b', a numeric 'x', a 'scanner' and labels 0/1 alternating."""
+    rows = [["a", x, VENDORS[i % 3], str(i % 2)] for i, x in enumerate(a_x)]
+    rows += [["b", x, "philips", str(i % 2)] for i, x in enumerate(b_x)]
+    return _write(tmp_path / "d.csv", ["site", "x", "scanner", "label"], rows)
+
+
+def test_a_category_constant_at_a_site_standardises_to_zero_not_nan(tmp_path: Path) -> None:
+    path = _two_sites(tmp_path, [str(i) for i in range(30)], [str(i) for i in range(30)])
+    data = _csv(
+        path, site_column="site", partition="site", clients=0, categorical={"scanner": VENDORS}
+    )
+    fed = load_federated(data, seed=0)
+    for x in [fed.X_test, *(m for c in fed.clients for m in (c.X_train, c.X_val))]:
+        assert np.isfinite(x).all()
+    a, b = fed.clients
+    philips = fed.feature_names.index("scanner=philips")
+    # Site b has only Philips scanners: a zero-variance column is centred, not divided by 0.
+    np.testing.assert_array_equal(b.X_train[:, philips], 0.0)
+    np.testing.assert_allclose(a.X_train[:, philips].std(), 1.0, atol=1e-5)
+
+
+def test_missing_error_lists_every_cell_up_to_a_limit(tmp_path: Path) -> None:
+    rows = [[str(i), str(i), VENDORS[i % 3], str(i % 2)] for i in range(40)]
+    for i in range(15):
+        rows[i][0] = ""  # x empty in rows 0-14: lines 2-16
+    for i in range(20, 30):
+        rows[i][1] = "NaN"  # z NaN in rows 20-29: lines 22-31
+    rows[35][2] = ""  # an empty category
+    path = _write(tmp_path / "d.csv", ["x", "z", "scanner", "label"], rows)
+    message = _error(_csv(path, categorical={"scanner": VENDORS}))
+    assert "26 empty or NaN feature cells:" in message
+    lines_x = ", ".join(str(n) for n in range(2, 17))
+    assert (
+        f"column 'x' at lines {lines_x}; column 'z' at lines 22, 23, 24, 25, 26 ... and 6 more;"
+        in message
+    )
+    assert 'set data.missing = "drop"' in message and '"impute"' in message
+
+
+def test_missing_drop_drops_rows_with_an_empty_feature_or_label_only(tmp_path: Path) -> None:
+    rows = [[str(i), str(i % 7), VENDORS[i % 3], "text", str(i % 2)] for i in range(30)]
+    rows[3][1] = ""  # numeric feature
+    rows[5][1] = "NA"
+    rows[7][4] = ""  # label
+    rows[9][3] = ""  # excluded column: not a reason to drop
+    rows[11][2] = "null"  # categorical feature
+    path = _write(tmp_path / "d.csv", ["rid", "z", "scanner", "notes", "label"], rows)
+    data = _csv(path, exclude=["notes"], categorical={"scanner": VENDORS}, missing="drop")
+    table = load_csv(data)
+    expected = sorted(set(range(30)) - {3, 5, 7, 11})
+    np.testing.assert_array_equal(table.X[:, 0], expected)
+    np.testing.assert_array_equal(table.y, [i % 2 for i in expected])
+
+
+def test_missing_drop_that_empties_a_site_names_it(tmp_path: Path) -> None:
+    path = _two_sites(tmp_path, [str(i) for i in range(10)], ["", "nan"] * 5)
+    message = _error(
+        _csv(path, site_column="site", categorical={"scanner": VENDORS}, missing="drop")
+    )
+    assert "leaves no rows at site 'b'" in message and '"impute"' in message
+
+
+def test_impute_fills_numbers_from_the_rows_own_site_never_pooled(tmp_path: Path) -> None:
+    a_x = ["1", "2", "", "4", "100"]  # site a: median of 1, 2, 4, 100 = 3
+    b_x = ["1000", "N/A", "1010", "1030"]  # site b: median 1010; pooled, both would get 100
+    path = _two_sites(tmp_path, a_x, b_x)
+    table = load_csv(
+        _csv(path, site_column="site", categorical={"scanner": VENDORS}, missing="impute")
+    )
+    assert table.X[2, 0] == 3.0
+    assert table.X[len(a_x) + 1, 0] == 1010.0
+    np.testing.assert_array_equal(table.X[[0, 1, 3, 4], 0], [1, 2, 4, 100])  # others untouched
+
+
+def test_impute_fills_a_category_with_the_sites_most_frequent_one(tmp_path: Path) -> None:
+    scanners = ["siemens", "ge", "ge", "siemens", "", "philips", "", "ge", "siemens"]
+    rows = [
+        [s, str(i), v, str(i % 2)]
+        for i, (s, v) in enumerate(zip("aaaaabbbb", scanners, strict=True))
+    ]
+    rows += [["b", "9", "ge", "1"]]  # b: ge twice, philips once, siemens once -> ge
+    path = _write(tmp_path / "d.csv", ["site", "x", "scanner", "label"], rows)
+    declared = ["siemens", "ge", "philips"]  # a: siemens and ge tie; the first listed wins
+    table = load_csv(
+        _csv(path, site_column="site", categorical={"scanner": declared}, missing="impute")
+    )
+    np.testing.assert_array_equal(table.X[4, 1:], [1, 0, 0])  # site a -> siemens
+    np.testing.assert_array_equal(table.X[6, 1:], [0, 1, 0])  # site b -> ge
+
+
+def test_impute_with_a_column_empty_at_a_whole_site_names_site_and_column(tmp_path: Path) -> None:
+    path = _two_sites(tmp_path, [str(i) for i in range(10)], [""] * 10)
+    message = _error(
+        _csv(path, site_column="site", categorical={"scanner": VENDORS}, missing="impute")
+    )
+    assert "nothing to fill from: no value at all in column 'x' at site 'b'" in message
+    assert "data.exclude" in message
+
+
+def test_labels_are_never_imputed(tmp_path: Path) -> None:
+    rows = [[r[0], r[1], "" if i in (2, 4) else r[2]] for i, r in enumerate(GOOD)]
+    message = _error(_csv(_write(tmp_path / "d.csv", HEADER, rows), missing="impute"))
+    assert "label column 'label' is missing at lines 4, 6; labels are never imputed" in message
+
+
+def test_infinite_values_are_errors_even_with_impute(tmp_path: Path) -> None:
+    rows = [["inf" if i == 7 else r[0], r[1], r[2]] for i, r in enumerate(GOOD)]
+    message = _error(_csv(_write(tmp_path / "d.csv", HEADER, rows), missing="impute"))
+    assert "infinite feature values: 'inf' in column 'x' at line 9" in message
+
+
+def test_options_built_in_code_are_checked_too(tmp_path: Path) -> None:
+    path = _write(tmp_path / "d.csv", HEADER, GOOD)
+    assert "data.missing = 'mean' is not one of" in _error(_csv(path, missing="mean"), ConfigError)
+    message = _error(_csv(path, categorical={"x": ["a", "a"]}), ConfigError)
+    assert "data.categorical.x lists 'a' more than once" in message
+
+
+def _consortium(**kw: object) -> DataSection:
+    return _csv(
+        CONSORTIUM_CSV, label="diagnosis", site_column="site", partition="site", clients=0, **kw
+    )
+
+
+def test_quirky_consortium_file_gives_one_clear_error_per_kind_of_problem() -> None:
+    message = _error(_consortium())
+    assert message.startswith(f"{CONSORTIUM_CSV}: 2 kinds of problem: (1) feature columns")
+    # (1) every text column, with the config that fixes it
+    for column in ("'patient_id' ('", "'scanner' ('", "'notes' ('"):
+        assert column in message
+    assert 'data.exclude = ["patient_id", "notes"]' in message
+    assert 'data.categorical = {scanner = ["ge", "philips", "siemens"]}' in message
+    # (2) every empty numeric cell, by column in header order (scanner's are part of (1))
+    header, *rows = list(csv.reader(CONSORTIUM_CSV.open(encoding="utf-8")))
+    numeric = ["age", "bmi", "systolic_bp", "marker", "lesion_mm"]
+    empty = {c: [n + 2 for n, r in enumerate(rows) if r[header.index(c)] == ""] for c in numeric}
+    listing = "; ".join(
+        f"column '{c}' at line{'s' * (len(n) > 1)} {', '.join(map(str, n))}"
+        for c, n in empty.items()
+        if n
+    )
+    n_empty = sum(map(len, empty.values()))
+    assert n_empty >= 5
+    assert f"(2) {n_empty} empty or NaN feature cells: {listing}; set data.missing" in message
+
+    # With the columns declared, the empty cells (categorical ones too) are what is left.
+    declared = _consortium(exclude=["patient_id", "notes"], categorical={"scanner": VENDORS})
+    message = _error(declared)
+    assert "kinds of problem" not in message
+    scanner = [str(n + 2) for n, r in enumerate(rows) if r[header.index("scanner")] == ""]
+    assert f"{n_empty + len(scanner)} empty or NaN feature cells:" in message
+    assert f"column 'scanner' at lines {', '.join(scanner)}" in message
+
+
+def test_quirky_consortium_file_trains_end_to_end() -> None:
+    config = load_config(
+        EXAMPLES / "consortium.toml",
+        [
+            "run.rounds=2",
+            "privacy.mode=none",
+            "protection.mode=none",
+            f"data.path={json.dumps(str(CONSORTIUM_CSV))}",
+        ],
+    )
+    assert config.data.exclude and config.data.categorical and config.data.missing == "impute"
+    fed = load_federated(config.data, config.run.seed)
+    assert [c.name for c in fed.clients] == [
+        "hillcrest",
+        "lakeview",
+        "northgate",
+        "riverside",
+        "st-marys",
+    ]
+    assert fed.feature_names == [
+        "age",
+        "bmi",
+        "systolic_bp",
+        "marker",
+        "lesion_mm",
+        "scanner=ge",
+        "scanner=philips",
+        "scanner=siemens",
+    ]
+    for x in [fed.X_test, *(m for c in fed.clients for m in (c.X_train, c.X_val))]:
+        assert np.isfinite(x).all()
+    lakeview = fed.clients[1]  # owns only GE scanners: its one-hot columns are constant
+    np.testing.assert_array_equal(lakeview.X_train[:, 5:], 0.0)
+    result = run_simulation(config, dataset=fed)
+    assert len(result.rounds) == 2
+    # Better than always answering the majority class (62% of the test rows).
+    majority = np.bincount(fed.y_test).max() / len(fed.y_test)
+    assert result.final["accuracy"] > majority + 0.1
+
+
+def test_consortium_csv_is_what_its_script_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "make_csv", CONSORTIUM_CSV.with_name("make_csv.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "OUT", tmp_path / "hospitals.csv")
+    module.main()
+    assert (tmp_path / "hospitals.csv").read_bytes() == CONSORTIUM_CSV.read_bytes()

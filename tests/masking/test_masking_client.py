@@ -28,8 +28,9 @@ from secagg.masking.client import MaskingClient
 from secagg.masking.messages import (
     AdvertiseKeys,
     AdvertiseKeysRequest,
+    ConsistencyRequest,
+    ConsistencyResponse,
     KeyDirectory,
-    MaskedInput,
     PublicKeys,
     ShareDelivery,
     ShareKeys,
@@ -42,30 +43,41 @@ from secagg.masking.params import SERVER_ID, MaskingParams
 ROUND = 7
 
 
-def Round(n: int = 6, neighbors: int = 0, threshold: float = 0.6) -> HonestRound:
+def Round(
+    n: int = 6, neighbors: int = 0, threshold: float = 0.6, *, signed: bool = True
+) -> HonestRound:
     """The shared honest round with this module's round id, dimension and input seed."""
-    return HonestRound(n, neighbors, threshold, round_id=ROUND, dim=8, seed=0, graph_seed=b"g")
+    return HonestRound(
+        n, neighbors, threshold, round_id=ROUND, dim=8, seed=0, graph_seed=b"g", signed=signed
+    )
 
 
-def test_client_runs_the_four_phases_in_order() -> None:
-    r = Round()
+@pytest.mark.parametrize(
+    ("signed", "phases"),
+    [
+        (True, ("share_keys", "masked_input", "consistency_check", "unmasking", "finished")),
+        (False, ("share_keys", "masked_input", "unmasking", "finished")),
+    ],
+    ids=["signed", "unsigned"],
+)
+def test_client_runs_its_phases_in_order(signed: bool, phases: tuple[str, ...]) -> None:
+    r = Round(signed=signed)
     first = r.clients[0].handle(r.outbox.pop(0))
     assert [type(m) for m in first] == [AdvertiseKeys]
     assert (first[0].round_id, first[0].sender) == (ROUND, 0)
+    assert len(first[0].keys.signature) == (64 if signed else 0)
     r.server.receive(first[0])
-    for phase in ("share_keys", "masked_input", "unmasking", "finished"):
+    for phase in phases:
         r.advance()
         assert r.clients[0].phase == phase
 
 
-def test_masked_input_hides_the_input_and_stays_in_range() -> None:
-    r = Round(neighbors=4, n=8)
-    r.advance()
-    r.advance()
-    reply = r.clients[3].handle(r.outbox[3])[0]
-    assert isinstance(reply, MaskedInput)
-    assert reply.masked.dtype == np.uint32 and reply.masked.shape == (8,)
-    assert not np.array_equal(reply.masked, r.inputs[3])
+def test_a_signed_round_needs_the_clients_own_identity_key() -> None:
+    r = Round()
+    with pytest.raises(ProtocolError, match="needs its own identity key"):
+        MaskingClient(0, r.params, r.inputs[0], r.identities[1])
+    with pytest.raises(ProtocolError, match="needs its own identity key"):
+        MaskingClient(0, r.params, r.inputs[0])
 
 
 def test_wrong_round_message_is_rejected() -> None:
@@ -122,7 +134,7 @@ def test_replayed_message_is_rejected() -> None:
 
 def test_message_out_of_phase_is_rejected() -> None:
     r = Round()
-    early = UnmaskingRequest(ROUND, SERVER_ID, 0, 6, tuple(range(6)), ())
+    early = UnmaskingRequest(ROUND, SERVER_ID, 0, tuple(range(6)))
     with pytest.raises(PhaseError, match="advertise_keys"):
         r.clients[0].handle(early)
 
@@ -182,8 +194,23 @@ def test_parameter_mismatch_is_rejected() -> None:
         r.clients[0].handle(other)
 
 
-def test_low_order_public_key_in_directory_is_rejected() -> None:
+def test_a_relayed_key_the_owner_did_not_sign_is_rejected() -> None:
+    # The server relays every public key: in a signed round it cannot swap in its own.
     r = Round()
+    directory = r.advance()[0]
+    assert isinstance(directory, KeyDirectory)
+    peer = min(directory.keys)
+    substituted = dataclasses.replace(
+        directory.keys[peer], masking=r.server._keys[max(directory.keys)].masking
+    )
+    forged = dataclasses.replace(directory, keys={**directory.keys, peer: substituted})
+    with pytest.raises(TamperedMessageError, match=f"client {peer}'s advertised keys"):
+        r.clients[0].handle(forged)
+    assert r.clients[0].handle(directory)  # the genuine directory is still accepted
+
+
+def test_low_order_public_key_in_directory_is_rejected() -> None:
+    r = Round(signed=False)
     directory = r.advance()[0]
     assert isinstance(directory, KeyDirectory)
     peer = min(directory.keys)
@@ -194,7 +221,7 @@ def test_low_order_public_key_in_directory_is_rejected() -> None:
 
 
 def test_repeated_public_keys_are_rejected() -> None:
-    r = Round()
+    r = Round(signed=False)
     directory = r.advance()[0]
     assert isinstance(directory, KeyDirectory)
     a, b = sorted(directory.keys)[:2]
@@ -212,60 +239,87 @@ def test_client_refuses_to_share_with_too_small_a_neighbourhood() -> None:
         r.clients[0].handle(dataclasses.replace(directory, keys=few))
 
 
-def _at_unmasking(r: Round) -> UnmaskingRequest:
+def _at_unmasking(r: HonestRound, silent: frozenset[int] = frozenset()) -> UnmaskingRequest:
     r.advance()
     r.advance()
-    request = r.advance()[0]
+    request = r.advance(silent)[0]
+    if r.params.signed:
+        assert isinstance(request, ConsistencyRequest)
+        request = r.advance()[0]
     assert isinstance(request, UnmaskingRequest)
     return request
 
 
-def test_request_naming_a_client_both_survivor_and_dropped_is_refused() -> None:
-    r = Round(n=6)
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+def test_a_survivor_set_with_fewer_than_t_named_clients_is_refused(signed: bool) -> None:
+    # The client counts the names, not a number the server reports.
+    r = Round(n=6, threshold=0.6, signed=signed)  # t = 4
     request = _at_unmasking(r)
-    malicious = dataclasses.replace(request, dropped=(3,))  # 3 is also a survivor
-    with pytest.raises(UnmaskingPolicyError, match=r"\[3\] both as survivors and as dropped"):
-        r.clients[0].handle(malicious)
-    reply = r.clients[0].handle(request)[0]  # the consistent request is still answered
-    assert isinstance(reply, UnmaskingResponse) and not reply.key_shares
-
-
-def test_request_with_fewer_than_t_survivors_is_refused() -> None:
-    r = Round(n=6, threshold=0.6)
-    request = _at_unmasking(r)
-    few = dataclasses.replace(request, survivor_count=3, survivors=(0, 1, 2), dropped=())
-    with pytest.raises(BelowThresholdError, match="fewer than the threshold"):
+    few = dataclasses.replace(request, survivors=(0, 1, 2))
+    with pytest.raises((BelowThresholdError, UnmaskingPolicyError)):
         r.clients[0].handle(few)
-    inconsistent = dataclasses.replace(request, survivor_count=2)
-    with pytest.raises(ProtocolError, match="claims 2 survivors but lists"):
-        r.clients[0].handle(inconsistent)
+    assert r.clients[0].handle(request)  # the genuine request is still answered
+
+
+def test_the_consistency_check_refuses_to_sign_fewer_than_t_survivors() -> None:
+    r = Round(n=6, threshold=0.6)
+    r.advance()
+    r.advance()
+    check = r.advance()[0]
+    assert isinstance(check, ConsistencyRequest) and check.survivors == tuple(range(6))
+    few = dataclasses.replace(check, survivors=(0, 1, 2))
+    with pytest.raises(BelowThresholdError, match="names 3 clients, fewer than the threshold"):
+        r.clients[0].handle(few)
+    reply = r.clients[0].handle(check)[0]
+    assert isinstance(reply, ConsistencyResponse)
+
+
+def test_unmasking_needs_t_signatures_on_the_set_the_client_signed() -> None:
+    r = Round(n=6, threshold=0.6)  # t = 4
+    request = _at_unmasking(r)
+    assert len(request.signatures) == 6
+    three = dict(list(request.signatures.items())[:3])
+    with pytest.raises(BelowThresholdError, match="3 signatures on the survivor set"):
+        r.clients[0].handle(dataclasses.replace(request, signatures=three))
+    other_set = dataclasses.replace(request, survivors=(0, 1, 2, 3, 4))
+    with pytest.raises(UnmaskingPolicyError, match="another survivor set than the one"):
+        r.clients[0].handle(other_set)
+    forged = {**request.signatures, 2: request.signatures[3]}
+    with pytest.raises(TamperedMessageError, match="client 2's survivor set"):
+        r.clients[0].handle(dataclasses.replace(request, signatures=forged))
+    assert r.clients[0].handle(request)
 
 
 def test_request_calling_this_client_dropped_is_refused() -> None:
-    r = Round(n=6)
+    r = Round(n=6, signed=False)
     request = _at_unmasking(r)
     survivors = tuple(c for c in request.survivors if c != 0)
-    forged = dataclasses.replace(request, survivors=survivors, dropped=(0,))
-    with pytest.raises(UnmaskingPolicyError, match="client 0 sent its masked input"):
+    forged = dataclasses.replace(request, survivors=survivors)
+    with pytest.raises(UnmaskingPolicyError, match="does not name it"):
         r.clients[0].handle(forged)
 
 
-def test_request_naming_clients_outside_the_neighbourhood_is_refused() -> None:
-    r = Round(n=10, neighbors=4)
-    request = _at_unmasking(r)
-    stranger = next(c for c in range(1, 10) if c not in r.params.graph.neighbors(0))
-    for outsider in (99, stranger):
-        with pytest.raises(UnknownSenderError, match="outside client 0's neighbourhood"):
-            r.clients[0].handle(dataclasses.replace(request, dropped=(outsider,)))
-
-
-def test_unmasking_reveals_seed_shares_of_survivors_and_key_shares_of_dropped_only() -> None:
-    r = Round(n=6, threshold=0.6)
+def test_a_survivor_set_naming_strangers_or_silent_neighbours_is_refused() -> None:
+    r = Round(n=10, neighbors=4, signed=False)
+    silent_neighbour = min(r.params.graph.neighbors(0))
     r.advance()
-    r.advance()
-    request = r.advance(silent=frozenset({5}))[0]  # 5 drops before its masked input
+    r.advance(silent=frozenset({silent_neighbour}))  # it never shares keys
+    request = r.advance()[0]
     assert isinstance(request, UnmaskingRequest)
-    assert request.dropped == (5,) and 5 not in request.survivors
+    named = dataclasses.replace(request, survivors=(*request.survivors, silent_neighbour))
+    with pytest.raises(UnmaskingPolicyError, match="never shared keys"):
+        r.clients[0].handle(named)
+    with pytest.raises(UnknownSenderError, match="not clients of this round"):
+        r.clients[0].handle(dataclasses.replace(request, survivors=(*request.survivors, 99)))
+
+
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+def test_unmasking_reveals_seed_shares_of_survivors_and_key_shares_of_dropped_only(
+    signed: bool,
+) -> None:
+    r = Round(n=6, threshold=0.6, signed=signed)
+    request = _at_unmasking(r, silent=frozenset({5}))  # 5 drops before its masked input
+    assert 5 not in request.survivors
     reply = r.clients[0].handle(request)[0]
     assert isinstance(reply, UnmaskingResponse)
     assert set(reply.seed_shares) == set(request.survivors)  # incl. its own b-share

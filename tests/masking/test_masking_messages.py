@@ -13,6 +13,8 @@ from secagg.errors import TamperedMessageError
 from secagg.masking.messages import (
     AdvertiseKeys,
     AdvertiseKeysRequest,
+    ConsistencyRequest,
+    ConsistencyResponse,
     KeyDirectory,
     MaskedInput,
     Message,
@@ -27,7 +29,7 @@ from secagg.masking.messages import (
 )
 from secagg.masking.params import SERVER_ID
 
-KEYS = PublicKeys(b"\x01" * 32, b"\x02" * 32)
+KEYS = PublicKeys(b"\x01" * 32, b"\x02" * 32, b"\x05" * 32, b"\x06" * 64)
 SHARE = b"\x00" * (shamir.VALUE_BYTES - 1) + b"\x07"
 
 EXAMPLES: list[Message] = [
@@ -36,7 +38,10 @@ EXAMPLES: list[Message] = [
     KeyDirectory(5, SERVER_ID, 3, {1: KEYS, 9: PublicKeys(b"\x03" * 32, b"\x04" * 32)}),
     ShareKeys(5, 3, {1: b"ciphertext-1", 9: b"c9"}),
     ShareDelivery(5, SERVER_ID, 3, {1: b"from-1", 9: b""}),
-    UnmaskingRequest(5, SERVER_ID, 3, 7, (1, 3, 9), (4,)),
+    ConsistencyRequest(5, SERVER_ID, 3, (1, 3, 9)),
+    ConsistencyResponse(5, 3, b"\x08" * 64),
+    UnmaskingRequest(5, SERVER_ID, 3, (1, 3, 9), {1: b"\x08" * 64, 3: b"\x09" * 64}),
+    UnmaskingRequest(5, SERVER_ID, 3, (1, 3, 9)),
     UnmaskingResponse(5, 3, {1: SHARE, 3: SHARE}, {4: SHARE}),
 ]
 
@@ -105,7 +110,7 @@ def test_duplicate_or_unsorted_ids_are_refused() -> None:
     duplicated = header + struct.pack(">I", 2) + entry + entry
     with pytest.raises(TamperedMessageError, match="duplicated or out of order"):
         decode_message(duplicated)
-    request = UnmaskingRequest(5, SERVER_ID, 3, 0, (), ()).to_bytes()[:-8]
+    request = UnmaskingRequest(5, SERVER_ID, 3, ()).to_bytes()[:-8]
     unsorted = request + struct.pack(">I2Q", 2, 9, 1) + struct.pack(">I", 0)
     with pytest.raises(TamperedMessageError, match="strictly increasing"):
         decode_message(unsorted)
@@ -135,3 +140,37 @@ def test_non_bytes_input_is_refused() -> None:
 def test_unencodable_header_is_refused() -> None:
     with pytest.raises(TamperedMessageError, match="round and sender"):
         AdvertiseKeys(-1, 3, KEYS).to_bytes()
+
+
+@pytest.mark.parametrize(
+    "masked",
+    [np.zeros(4, np.float64), np.zeros(4, np.int64), np.zeros(4, np.uint64), np.zeros((2, 2))],
+    ids=["float", "int64", "wider word", "2-D"],
+)
+def test_a_masked_input_of_the_wrong_type_is_a_named_error_not_a_numpy_crash(
+    masked: np.ndarray,
+) -> None:
+    with pytest.raises(TamperedMessageError, match="masked input is a 1-D uint32 vector"):
+        MaskedInput(5, 3, 32, masked).to_bytes()
+
+
+@pytest.mark.parametrize(
+    "entry", [b"\x01" * 64, (b"\x01" * 32, b"\x02" * 32), None], ids=["bytes", "tuple", "None"]
+)
+def test_a_key_directory_with_wrong_value_types_is_a_named_error(entry: object) -> None:
+    with pytest.raises(TamperedMessageError, match="must be PublicKeys"):
+        KeyDirectory(5, SERVER_ID, 3, {1: entry}).to_bytes()  # type: ignore[dict-item]
+
+
+def test_public_keys_of_the_wrong_size_are_refused_before_encoding() -> None:
+    with pytest.raises(TamperedMessageError, match="seed_commitment must be 32 bytes"):
+        AdvertiseKeys(5, 3, PublicKeys(b"\x01" * 32, b"\x02" * 32, b"short")).to_bytes()
+    with pytest.raises(TamperedMessageError, match="signature must be 0 or 64 bytes"):
+        AdvertiseKeys(5, 3, PublicKeys(b"\x01" * 32, b"\x02" * 32, bytes(32), b"x")).to_bytes()
+
+
+def test_a_signature_length_other_than_absent_or_64_is_refused_when_parsing() -> None:
+    data = bytearray(AdvertiseKeys(5, 3, KEYS).to_bytes())
+    data[18 + 96] = 63  # the signature length byte
+    with pytest.raises(TamperedMessageError, match="signature is 64 bytes or absent"):
+        decode_message(bytes(data[:-1]))

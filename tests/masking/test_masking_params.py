@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from secagg.crypto.signing import IdentityDirectory
 from secagg.errors import ProtocolError
 from secagg.masking.params import (
     PHASES,
@@ -18,7 +19,31 @@ from secagg.masking.params import (
 
 
 def test_phase_names_are_the_protocol_constants() -> None:
-    assert PHASES == ("advertise_keys", "share_keys", "masked_input", "unmasking")
+    assert PHASES == (
+        "advertise_keys",
+        "share_keys",
+        "masked_input",
+        "consistency_check",
+        "unmasking",
+    )
+    directory, _ = IdentityDirectory.generate(range(3))
+    assert MaskingParams.create(range(3), 4, identities=directory).phases == PHASES
+    assert "consistency_check" not in MaskingParams.create(range(3), 4).phases
+
+
+def test_the_identity_directory_is_part_of_the_round_digest() -> None:
+    one, _ = IdentityDirectory.generate(range(3))
+    two, _ = IdentityDirectory.generate(range(3))
+    digests = {
+        MaskingParams.create(range(3), 4, identities=d).digest for d in (one, two, None)
+    }
+    assert len(digests) == 3
+
+
+def test_every_client_of_a_signed_round_needs_a_registered_identity() -> None:
+    directory, _ = IdentityDirectory.generate(range(2))
+    with pytest.raises(ProtocolError, match=r"no key for client\(s\) \[2\]"):
+        MaskingParams.create(range(3), 4, identities=directory)
 
 
 def test_fractional_threshold_is_rounded_up_and_exact_on_round_numbers() -> None:

@@ -10,7 +10,6 @@ from support.honest_round import HonestRound
 
 from secagg.errors import (
     BelowThresholdError,
-    CryptoError,
     PhaseError,
     ProtocolError,
     ReplayError,
@@ -20,6 +19,7 @@ from secagg.errors import (
 )
 from secagg.masking.messages import (
     AdvertiseKeys,
+    ConsistencyRequest,
     KeyDirectory,
     MaskedInput,
     PublicKeys,
@@ -49,20 +49,23 @@ def test_server_routes_keys_and_shares_only_between_neighbours() -> None:
     for client, message in deliveries.items():
         assert isinstance(message, ShareDelivery)
         assert set(message.ciphertexts) == r.params.graph.neighbors(client)
-    # Unmasking requests list only the recipient's neighbourhood (O(k), not O(n)).
-    requests = r.advance(silent=frozenset({0}))
-    assert set(requests) == set(range(1, 12))
-    for client, message in requests.items():
+    # Every survivor is shown the same whole survivor set to sign, then the signatures.
+    checks = r.advance(silent=frozenset({0}))
+    assert set(checks) == set(range(1, 12))
+    for message in checks.values():
+        assert isinstance(message, ConsistencyRequest)
+        assert message.survivors == tuple(range(1, 12))
+    requests = r.advance(silent=frozenset({1}))
+    assert set(requests) == set(range(2, 12))
+    for message in requests.values():
         assert isinstance(message, UnmaskingRequest)
-        assert message.survivor_count == 11
-        hood = r.params.graph.neighborhood(client)
-        assert set(message.survivors) == hood - {0}
-        assert set(message.dropped) == hood & {0}
+        assert message.survivors == tuple(range(1, 12))  # 1's input is in the sum
+        assert set(message.signatures) == set(range(2, 12))
 
 
 def test_honest_round_outputs_the_sum() -> None:
     r = Round()
-    for _ in range(4):
+    for _ in r.params.phases:
         r.advance()
     expected = sum(r.inputs[c].astype(np.uint64) for c in range(6)) % 2**32
     np.testing.assert_array_equal(r.server.result.total, expected)
@@ -180,8 +183,9 @@ def test_server_refuses_shares_it_did_not_ask_for() -> None:
     r = Round()
     r.advance()
     r.advance()
-    request = r.advance(silent=frozenset({5}))[0]
-    assert isinstance(request, UnmaskingRequest) and request.dropped == (5,)
+    r.advance(silent=frozenset({5}))
+    request = r.advance()[0]
+    assert isinstance(request, UnmaskingRequest) and 5 not in request.survivors
     reply = r.replies()[0]
     assert isinstance(reply, UnmaskingResponse)
     value = next(iter(reply.key_shares.values()))
@@ -193,24 +197,31 @@ def test_server_refuses_shares_it_did_not_ask_for() -> None:
         r.server.receive(greedy)
 
 
-def test_a_wrong_key_share_is_detected_against_the_public_key() -> None:
-    r = Round(n=5, threshold=0.6)  # t = t_s = 3
-    r.advance()
-    r.advance()
-    r.advance(silent=frozenset({4}))
+def test_advertised_keys_with_a_bad_signature_are_refused() -> None:
+    r = Round()
     replies = r.replies()
-    for client, reply in replies.items():
-        assert isinstance(reply, UnmaskingResponse)
-        if client == 0:
-            value = bytearray(reply.key_shares[4])
-            value[-1] ^= 1
-            reply = dataclasses.replace(reply, key_shares={4: bytes(value)})
+    reply, other = replies[0], replies[1]
+    assert isinstance(reply, AdvertiseKeys) and isinstance(other, AdvertiseKeys)
+    unsigned = dataclasses.replace(reply.keys, signature=b"")
+    with pytest.raises(TamperedMessageError, match="client 0: an Ed25519 signature is 64"):
+        r.server.receive(dataclasses.replace(reply, keys=unsigned))
+    stolen = dataclasses.replace(reply.keys, signature=other.keys.signature)
+    with pytest.raises(TamperedMessageError, match="client 0: the signature does not verify"):
+        r.server.receive(dataclasses.replace(reply, keys=stolen))
+    r.server.receive(reply)
+
+
+def test_a_survivor_set_signature_on_another_set_is_refused() -> None:
+    r = Round()
+    r.advance()
+    r.advance()
+    checks = r.advance()
+    reply = r.clients[0].handle(dataclasses.replace(checks[0], survivors=(0, 1, 2, 3, 4)))[0]
+    with pytest.raises(TamperedMessageError, match="client 0: the signature does not verify"):
         r.server.receive(reply)
-    with pytest.raises(CryptoError, match="wrong share"):
-        r.server.close_phase()
 
 
-@pytest.mark.parametrize("phase", [0, 1, 2, 3])
+@pytest.mark.parametrize("phase", [0, 1, 2, 3, 4])
 def test_too_few_clients_at_any_phase_abort_and_reveal_nothing(phase: int) -> None:
     r = Round(n=6, threshold=0.6)  # t = 4
     for _ in range(phase):

@@ -10,10 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from secagg.config import load_config
-from secagg.quantize import QuantizationSpec, error_bound
-from secagg.simulation import run_simulation
+from secagg.models import build_model, get_flat_params
+from secagg.quantize import QuantizationSpec, error_bound, quantize
+from secagg.simulation import engine, run_simulation
+from secagg.simulation.protection import MaskedProtection
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hospitals.toml"
 COMMON = ["privacy.mode=none", "protection.dropout=0.1", "run.seed=3"]
@@ -68,3 +71,56 @@ def test_too_many_dropouts_abort_the_round_and_keep_the_model() -> None:
     assert aborted, "with 60 % dropouts per phase and t = 90 % a round must abort"
     assert all("aborted" in r.aborted for r in aborted)
     assert all(r.included == [] for r in aborted)
+
+
+def test_dp_and_masking_together_spend_the_same_epsilon_and_reach_the_same_model() -> None:
+    # The shipped example: local DP and SecAgg+ with dropouts. Masking must cost no privacy
+    # and change the model only by the quantisation error.
+    cfg = load_config(EXAMPLE, ["run.rounds=3"])
+    assert cfg.privacy.mode == "local-dp" and cfg.protection.mode == "secagg+"
+    assert cfg.protection.dropout > 0
+    masked = run_simulation(cfg)
+    plain = run_simulation(load_config(EXAMPLE, ["run.rounds=3", "protection.mode=none"]))
+    assert [r.epsilon for r in masked.rounds] == [r.epsilon for r in plain.rounds]
+    assert [r.included for r in masked.rounds] == [r.included for r in plain.rounds]
+    assert not any(r.aborted for r in masked.rounds)
+    np.testing.assert_allclose(masked.params, plain.params, atol=1e-4)
+    assert masked.rounds[0].protection["consistency"] == "signatures"
+
+
+class _WeightLiar(MaskedProtection):
+    """Client 0 declares its sample count but encodes weight -(sum of the others) + 1."""
+
+    def encode(self, client: int, update: np.ndarray, weight: float, round_idx: int) -> np.ndarray:
+        if client != 0:
+            return super().encode(client, update, weight, round_idx)
+        others = self._declared_others
+        forged = np.zeros(update.size + 1)
+        forged[-1] = (1.0 - others) * self.spec.clip
+        return quantize(forged, self.spec, np.random.default_rng(0))
+
+    def aggregate(self, updates, weights, schedule, round_idx):  # type: ignore[no-untyped-def]
+        top = max(weights.values())
+        self._declared_others = sum(w / top for c, w in weights.items() if c != 0)
+        return super().aggregate(updates, weights, schedule, round_idx)
+
+
+def test_a_client_that_lies_about_its_weight_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue #6: a weight coordinate of -(sum of honest weights) + 1 turned a mean of ~1e-3
+    # into ~1e8. The server checks the decoded weights against the declared sample counts,
+    # rejects the round by name, records it, and keeps the model.
+    def make_liar(config, rule, client_ids, dim, seed):  # type: ignore[no-untyped-def]
+        return _WeightLiar(config, client_ids, dim, seed)
+
+    monkeypatch.setattr(engine, "make_protection", make_liar)
+    cfg = load_config(EXAMPLE, ["run.rounds=2", "privacy.mode=none"])
+    result = run_simulation(cfg)
+    initial = build_model(
+        cfg.model.name, 30, 2, hidden=cfg.model.hidden, seed=engine._derive_seed(cfg.run.seed, 1)
+    )
+    for record in result.rounds:
+        assert record.aborted.startswith("AggregateRejectedError: the aggregate's weights sum to")
+        assert len(record.included) >= 6  # the round itself completed; its sum was refused
+    np.testing.assert_array_equal(result.params, get_flat_params(initial))  # model kept

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from secagg.crypto.signing import IdentityDirectory
 from secagg.masking.client import MaskingClient
 from secagg.masking.messages import ClientMessage, ServerMessage
 from secagg.masking.params import MaskingParams
@@ -11,7 +12,11 @@ from secagg.masking.server import MaskingServer
 
 
 class HonestRound:
-    """n honest clients and a server; the test decides who stays silent in each phase."""
+    """n honest clients and a server; the test decides who stays silent in each phase.
+
+    ``signed`` (the default) gives every client an Ed25519 identity key, so the round runs
+    the consistency phase between ``masked_input`` and ``unmasking``.
+    """
 
     def __init__(
         self,
@@ -23,7 +28,9 @@ class HonestRound:
         dim: int = 8,
         seed: int = 0,
         graph_seed: bytes = b"",
+        signed: bool = True,
     ) -> None:
+        directory, self.identities = IdentityDirectory.generate(range(n))
         self.params = MaskingParams.create(
             range(n),
             dim,
@@ -31,10 +38,13 @@ class HonestRound:
             neighbors=neighbors,
             round_id=round_id,
             graph_seed=graph_seed,
+            identities=directory if signed else None,
         )
         rng = np.random.default_rng(seed)
         self.inputs = {c: rng.integers(0, 2**32, dim, dtype=np.uint32) for c in range(n)}
-        self.clients = {c: MaskingClient(c, self.params, self.inputs[c]) for c in range(n)}
+        self.clients = {
+            c: MaskingClient(c, self.params, self.inputs[c], self.identities[c]) for c in range(n)
+        }
         self.server = MaskingServer(self.params)
         self.outbox: dict[int, ServerMessage] = self.server.start()
 

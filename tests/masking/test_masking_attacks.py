@@ -1,0 +1,225 @@
+"""A lying server and lying share holders against honest clients: each attack gains nothing.
+
+The server below runs the honest protocol up to the masked inputs (so it holds every y_u),
+then departs from it however the attack needs. What it can compute at the end is checked
+against the only thing it may learn: the sum of at least t inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from support.honest_round import HonestRound
+
+from secagg.crypto import shamir
+from secagg.crypto.agreement import agree, key_pair_from_private_bytes
+from secagg.crypto.prg import MaskGenerator
+from secagg.errors import BelowThresholdError, CryptoError, ProtocolError, UnmaskingPolicyError
+from secagg.masking.messages import (
+    ConsistencyRequest,
+    ConsistencyResponse,
+    MaskedInput,
+    UnmaskingRequest,
+    UnmaskingResponse,
+)
+from secagg.masking.params import SERVER_ID, pair_mask_key, self_mask_key, share_x
+
+ROUND = 11
+VICTIM = 4
+
+
+def _to_masked_inputs(r: HonestRound) -> dict[int, np.ndarray]:
+    """Run the honest phases up to the masked inputs; return every client's y_u."""
+    r.advance()
+    r.advance()
+    masked = {}
+    for c, reply in r.replies().items():
+        assert isinstance(reply, MaskedInput)
+        masked[c] = reply.masked
+    return masked
+
+
+def _unmask_alone(
+    r: HonestRound, masked: dict[int, np.ndarray], responses: list[UnmaskingResponse]
+) -> np.ndarray | None:
+    """What a server holding these responses computes for the victim's input, if it can.
+
+    It needs b_victim and the mask key of every neighbour of the victim (or the victim's own
+    mask key): exactly the secrets the split-view attack goes after.
+    """
+    p = r.params
+    t = p.share_threshold
+    seeds: dict[int, list[shamir.Share]] = {}
+    keys: dict[int, list[shamir.Share]] = {}
+    for response in responses:
+        x = share_x(response.sender)
+        for owner, value in response.seed_shares.items():
+            seeds.setdefault(owner, []).append(shamir.Share.from_value_bytes(x, value))
+        for owner, value in response.key_shares.items():
+            keys.setdefault(owner, []).append(shamir.Share.from_value_bytes(x, value))
+    if len(seeds.get(VICTIM, [])) < t:
+        return None
+    seed = shamir.combine(seeds[VICTIM], t)
+    add, subtract = [], [self_mask_key(seed, p.round_id, VICTIM)]
+    for peer in sorted(p.graph.neighbors(VICTIM)):
+        if len(keys.get(peer, [])) < t:
+            return None
+        peer_key = key_pair_from_private_bytes(shamir.combine(keys[peer], t))
+        agreed = agree(peer_key.private, r.server._keys[VICTIM].masking)
+        key = pair_mask_key(agreed, p.round_id, VICTIM, peer)
+        # The victim added +PRG(s) for peers above it and -PRG(s) for those below: undo it.
+        (subtract if peer > VICTIM else add).append(key)
+    total = masked[VICTIM].copy()
+    MaskGenerator(p.bits).apply(total, add=add, subtract=subtract, reduce=True)
+    return total
+
+
+def test_without_the_fix_the_split_view_attack_would_read_the_victim_input() -> None:
+    # The attack of issue #6 against clients that only compared a reported count with t:
+    # a server that tells each holder "you and client 4 survived, everyone else dropped"
+    # collects b_4 and every peer's mask key. Here the responses that such clients would
+    # have sent are assembled by hand, to show the attack is real and the check below is
+    # a working detector of it.
+    r = HonestRound(5, 0, 3, round_id=ROUND, dim=16, seed=4, signed=False)
+    masked = _to_masked_inputs(r)
+    stolen = []
+    for holder in range(4):
+        held = r.clients[holder]
+        seeds = {o: v for o, v in held._seed_shares.items() if o in (holder, VICTIM)}
+        keys = {o: v for o, v in held._key_shares.items() if o not in (holder, VICTIM)}
+        stolen.append(UnmaskingResponse(ROUND, holder, seeds, keys))
+    recovered = _unmask_alone(r, masked, stolen)
+    assert recovered is not None
+    np.testing.assert_array_equal(recovered, r.inputs[VICTIM])
+
+
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+def test_the_split_view_attack_of_issue_6_gets_no_share_at_all(signed: bool) -> None:
+    # n = 5, t = 3, complete graph: each holder is told {holder, 4} survived.
+    r = HonestRound(5, 0, 3, round_id=ROUND, dim=16, seed=4, signed=signed)
+    masked = _to_masked_inputs(r)
+    responses = []
+    for holder in range(4):
+        split = (holder, VICTIM)
+        if signed:
+            lie: ConsistencyRequest | UnmaskingRequest = ConsistencyRequest(
+                ROUND, SERVER_ID, holder, split
+            )
+        else:
+            lie = UnmaskingRequest(ROUND, SERVER_ID, holder, split)
+        with pytest.raises(BelowThresholdError, match="names 2 clients, fewer than the threshold"):
+            r.clients[holder].handle(lie)
+    assert _unmask_alone(r, masked, responses) is None
+
+
+def test_split_survivor_sets_of_size_t_never_gather_t_signatures() -> None:
+    # The server now names t = 3 survivors to each holder, a different set to each:
+    # {holder, 4, next holder}. Every client signs what it is shown, but no set collects
+    # t signatures, so no client reveals anything.
+    r = HonestRound(5, 0, 3, round_id=ROUND, dim=16, seed=4)
+    masked = _to_masked_inputs(r)
+    views = {h: tuple(sorted({h, VICTIM, (h + 1) % 4})) for h in range(4)}
+    views[VICTIM] = (0, 1, VICTIM)
+    signatures: dict[tuple[int, ...], dict[int, bytes]] = {}
+    for client, view in views.items():
+        reply = r.clients[client].handle(ConsistencyRequest(ROUND, SERVER_ID, client, view))[0]
+        assert isinstance(reply, ConsistencyResponse)
+        signatures.setdefault(view, {})[client] = reply.signature
+    assert max(len(s) for s in signatures.values()) < r.params.threshold
+    for client, view in views.items():
+        request = UnmaskingRequest(ROUND, SERVER_ID, client, view, signatures[view])
+        with pytest.raises(BelowThresholdError, match="signatures on the survivor set"):
+            r.clients[client].handle(request)
+    assert _unmask_alone(r, masked, []) is None
+
+
+def test_two_signed_views_give_the_server_a_sum_of_t_inputs_and_nothing_more() -> None:
+    # The best split left: one set A = {0, 1, 4} that its three members all sign (so it has
+    # t = 3 signatures), and B = {2, 3, 4} shown to 2 and 3. Client 4 signs only once, so
+    # B has 2 signatures: 2 and 3 refuse, and the server gets the b-shares and dropped
+    # keys that A's members reveal: enough for x_0 + x_1 + x_4, not for x_4 alone.
+    r = HonestRound(5, 0, 3, round_id=ROUND, dim=16, seed=4)
+    masked = _to_masked_inputs(r)
+    a, b = (0, 1, VICTIM), (2, 3, VICTIM)
+    sigs: dict[tuple[int, ...], dict[int, bytes]] = {a: {}, b: {}}
+    for client in (0, 1, VICTIM, 2, 3):
+        view = a if client in a else b
+        reply = r.clients[client].handle(ConsistencyRequest(ROUND, SERVER_ID, client, view))[0]
+        assert isinstance(reply, ConsistencyResponse)
+        sigs[view][client] = reply.signature
+    with pytest.raises(ProtocolError):  # the victim cannot be made to sign B as well
+        r.clients[VICTIM].handle(ConsistencyRequest(ROUND, SERVER_ID, VICTIM, b))
+    responses = []
+    for client in a:
+        reply = r.clients[client].handle(UnmaskingRequest(ROUND, SERVER_ID, client, a, sigs[a]))
+        assert isinstance(reply[0], UnmaskingResponse)
+        responses.append(reply[0])
+    for client in (2, 3):
+        with pytest.raises(BelowThresholdError):
+            r.clients[client].handle(UnmaskingRequest(ROUND, SERVER_ID, client, b, sigs[b]))
+        forged = {**sigs[b], **{c: s for c, s in sigs[a].items() if c not in b}}
+        with pytest.raises(UnmaskingPolicyError, match="not survivors"):
+            r.clients[client].handle(UnmaskingRequest(ROUND, SERVER_ID, client, b, forged))
+    assert _unmask_alone(r, masked, responses) is None  # mask keys of 0 and 1 stay hidden
+    # What it can compute is the sum over A, which is allowed (t inputs).
+    server = r.server
+    server._survivors, server._to_recover = frozenset(a), frozenset({2, 3})
+    server._sum = sum((masked[c] for c in a), np.zeros(16, np.uint32))
+    for response in responses:
+        server._accept_shares(response)
+    expected = sum(r.inputs[c].astype(np.uint64) for c in a) % 2**32
+    np.testing.assert_array_equal(server._unmask().total, expected)
+
+
+def _deliver_unmasking(r: HonestRound, tamper: dict[int, dict[str, dict[int, int]]]) -> None:
+    """Answer every unmasking request; holder -> {'seed'|'key': {owner: offset}} lies."""
+    for client, reply in r.replies().items():
+        assert isinstance(reply, UnmaskingResponse)
+        lies = tamper.get(client, {})
+        fields = {}
+        for name, shares in (("seed", reply.seed_shares), ("key", reply.key_shares)):
+            changed = dict(shares)
+            for owner, offset in lies.get(name, {}).items():
+                y = (int.from_bytes(changed[owner], "big") + offset) % shamir.PRIME
+                changed[owner] = y.to_bytes(shamir.VALUE_BYTES, "big")
+            fields[f"{name}_shares"] = changed
+        r.server.receive(dataclasses.replace(reply, **fields))
+    r.outbox = r.server.close_phase()
+
+
+def _to_unmasking(r: HonestRound, dropped: frozenset[int]) -> None:
+    r.advance()
+    r.advance()
+    r.advance(silent=dropped)
+    r.advance()  # consistency check
+
+
+def test_a_wrong_key_share_is_corrected_and_its_holder_named() -> None:
+    r = HonestRound(7, 0, 4, round_id=ROUND, dim=16, seed=5)  # t = t_s = 4, 6 holders of s_6
+    _to_unmasking(r, frozenset({6}))
+    _deliver_unmasking(r, {2: {"key": {6: 1}}})
+    result = r.server.result
+    expected = sum(r.inputs[c].astype(np.uint64) for c in range(6)) % 2**32
+    np.testing.assert_array_equal(result.total, expected)
+    assert result.inconsistent_holders == {2: [6]}
+
+
+def test_a_b_share_shifted_by_one_is_caught_by_the_commitment_and_corrected() -> None:
+    # A small offset keeps the share in range, so only the commitment H(b_u) can tell.
+    r = HonestRound(7, 0, 4, round_id=ROUND, dim=16, seed=6)
+    _to_unmasking(r, frozenset())
+    _deliver_unmasking(r, {0: {"seed": {3: 1}}, 5: {"seed": {1: -7}}})
+    result = r.server.result
+    expected = sum(r.inputs[c].astype(np.uint64) for c in range(7)) % 2**32
+    np.testing.assert_array_equal(result.total, expected)
+    assert result.inconsistent_holders == {0: [3], 5: [1]}
+
+
+def test_too_many_wrong_shares_abort_the_round_instead_of_corrupting_the_sum() -> None:
+    r = HonestRound(7, 0, 4, round_id=ROUND, dim=16, seed=7)  # 7 holders: corrects 1 error
+    _to_unmasking(r, frozenset())
+    with pytest.raises(CryptoError, match="client 3's self-mask seed cannot be corrected"):
+        _deliver_unmasking(r, {0: {"seed": {3: 1}}, 1: {"seed": {3: 2}}})
+    assert r.server.phase == "finished"
