@@ -23,11 +23,14 @@ bench: $(STAMP)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml contracts/package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "torch==2.13.0"
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev]"
+	# Solidity compiler, OpenZeppelin and anvil for the contract tests (npm registry); the
+	# package itself runs from the committed artifacts and needs no Node.
+	if command -v npm >/dev/null; then npm ci --prefix contracts --no-audit --no-fund --loglevel=error || echo "npm ci failed: the contract tests that need Node will skip"; fi
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis contracts/node_modules

@@ -167,12 +167,15 @@ def _protection_cost(result: object) -> str:
         f"{p} {median(s['client_seconds'].get(p, 0.0) for s in stats) * 1e3:.1f}" for p in phases
     )
     server = median(s["server_seconds"] for s in stats)
-    dim = len(result.params) + 1
+    dim = len(result.params)
+    consistency = stats[-1].get("consistency")
+    mode = result.config.protection.mode + (f" ({consistency} consistency)" if consistency else "")
+    key_holder = [s["key_holder_seconds"] for s in stats if "key_holder_seconds" in s]
+    decrypt = f"; key holder {median(key_holder) * 1e3:.1f} ms" if key_holder else ""
     return (
-        f"protection {result.config.protection.mode} "
-        f"({stats[-1].get('consistency', '')} consistency): {sent / 1024:.1f} KiB sent per "
-        f"client per round ({sent / (4 * dim):.2f}x the plaintext update); client CPU ms per "
-        f"phase: {per_phase}; server {server * 1e3:.1f} ms per round (medians)"
+        f"protection {mode}: {sent / 1024:.1f} KiB sent per client per round "
+        f"({sent / (4 * dim):.1f}x the float32 update); client CPU ms per phase: {per_phase}; "
+        f"server {server * 1e3:.1f} ms{decrypt} per round (medians)"
     )
 
 

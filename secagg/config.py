@@ -108,6 +108,10 @@ class ProtectionSection:
     # key and reveals shares only after t signatures on one set (Bonawitz et al. §4, active
     # security); none: clients only check what each request names (honest-but-curious server)
     consistency: str = "signatures"
+    # ckks | paillier: largest error allowed per coordinate of the decrypted sum of updates
+    he_precision: float = 1e-6
+    he_key_bits: int = 3072  # paillier: modulus size (>= 2048; 3072 matches 128-bit security)
+    he_workers: int = 1  # paillier: processes that encrypt (1 = in the client's process)
 
 
 @dataclass
@@ -155,7 +159,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "training.optimizer": ("sgd", "adam"),
     "privacy.mode": ("none", "local-dp"),
     "privacy.accountant": ("rdp", "prv"),
-    "protection.mode": ("none", "secagg", "secagg+"),
+    "protection.mode": ("none", "secagg", "secagg+", "ckks", "paillier"),
     "protection.consistency": ("signatures", "none"),
     "aggregation.rule": ("fedavg",),
 }

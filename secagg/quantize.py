@@ -35,7 +35,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from secagg.errors import AggregateRejectedError, QuantizationError
+from secagg.errors import QuantizationError
 
 MAX_BITS = 64
 #: Largest |clip * scale| used: float64 resolves unit steps exactly only below 2^53.
@@ -225,85 +225,6 @@ def dequantize(total: np.ndarray, spec: QuantizationSpec) -> np.ndarray:
     shift = np.uint64(64 - spec.bits)
     signed = np.left_shift(total.astype(np.uint64), shift).view(np.int64)
     return np.right_shift(signed, np.int64(shift)) / spec.scale
-
-
-def _check_weight(weight: float) -> float:
-    if isinstance(weight, bool) or not isinstance(weight, Real) or not 0 < weight <= 1:
-        raise QuantizationError(
-            f"weight must be a number in (0, 1], got {weight!r}; divide the sample counts by "
-            "the largest one"
-        )
-    return float(weight)
-
-
-def encode_weighted(
-    update: np.ndarray, weight: float, spec: QuantizationSpec, rng: np.random.Generator
-) -> np.ndarray:
-    """Encode ``weight * clip(update)`` (flattened) plus one coordinate carrying the weight.
-
-    Weighted FedAvg under masking: the server learns only ``sum w_i x_i`` and ``sum w_i``,
-    never a single weight or update. The weight coordinate encodes ``w * clip`` with the same
-    scale, i.e. ``w * levels`` units: always in range (w <= 1), as precise relative to w as a
-    coordinate at the clip bound, and independent of whether clip is above or below 1.
-    :func:`decode_weighted_mean` divides it back by ``clip``. The result has length d + 1.
-    """
-    w = _check_weight(weight)
-    flat = _finite_floats(update, "the update to encode").ravel()
-    values = np.empty(flat.size + 1, dtype=np.float64)
-    np.clip(flat, -spec.clip, spec.clip, out=values[:-1])
-    values[:-1] *= w
-    values[-1] = w * spec.clip
-    return _to_group(_round_stochastic(values, spec, rng), spec)
-
-
-def decode_weighted_mean(
-    total: np.ndarray, spec: QuantizationSpec, declared_weight: float, summands: int
-) -> np.ndarray:
-    """``sum w_i x_i / sum w_i`` (length d, float64) from the modular sum of encode_weighted.
-
-    ``declared_weight`` is the sum of the weights the ``summands`` included clients declared in
-    the clear (their sample counts are FedAvg weights, public by design). Masking hides what
-    each client encoded, so a malicious one can put anything in its vector; two checks catch
-    what would move the model outside what honest clients can produce, and raise
-    :class:`~secagg.errors.AggregateRejectedError`:
-
-    - the decoded weight coordinate must equal ``declared_weight`` up to the rounding error
-      (a client that encodes -sum(honest weights) + 1 would otherwise turn a mean of 1e-3
-      into 1e8);
-    - every coordinate of the mean must lie in [-clip, clip] up to the rounding error.
-
-    Anything inside those bounds is still possible: per-client input validation needs
-    zero-knowledge range proofs, which are not built.
-    """
-    _check_group_array(total, spec.bits, "the weighted total")
-    if total.ndim != 1 or total.size < 2:
-        raise QuantizationError(
-            f"a weighted total is a 1-D vector of length d + 1 >= 2, got shape {total.shape}; "
-            "pass the modular sum of encode_weighted() outputs"
-        )
-    if not (math.isfinite(declared_weight) and declared_weight > 0):
-        raise QuantizationError(f"declared_weight must be a positive number, got {declared_weight}")
-    sums = dequantize(total, spec)
-    slack = error_bound(spec, summands)  # per coordinate of the dequantized sum
-    weight_sum = sums[-1] / spec.clip
-    if abs(weight_sum - declared_weight) > slack / spec.clip:
-        raise AggregateRejectedError(
-            f"the aggregate's weights sum to {weight_sum:.6g}, but the {summands} included "
-            f"clients declared {declared_weight:.6g}: a client encoded a weight other than the "
-            "one it declared, so the round is rejected"
-        )
-    mean = sums[:-1] / declared_weight
-    limit = spec.clip + slack / declared_weight
-    outside = np.abs(mean) > limit
-    if outside.any():
-        first = int(np.argmax(outside))
-        raise AggregateRejectedError(
-            f"{int(outside.sum())} coordinate(s) of the aggregated mean lie outside "
-            f"[-{spec.clip:g}, {spec.clip:g}] (first: index {first}, value {mean[first]:.6g}); "
-            "honest clients clip to that range, so a client encoded out-of-range values and "
-            "the round is rejected"
-        )
-    return mean
 
 
 def error_bound(spec: QuantizationSpec, n: int) -> float:

@@ -8,12 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from secagg.errors import AggregateRejectedError, QuantizationError
+from secagg.errors import QuantizationError
 from secagg.quantize import (
     QuantizationSpec,
-    decode_weighted_mean,
     dequantize,
-    encode_weighted,
     error_bound,
     modular_sum,
     quantize,
@@ -197,7 +195,6 @@ def test_input_is_not_modified() -> None:
     x = np.linspace(-1, 1, 11)
     before = x.copy()
     quantize(x, spec, _rng())
-    encode_weighted(x, 0.5, spec, _rng())
     np.testing.assert_array_equal(x, before)
 
 
@@ -230,8 +227,6 @@ def test_nan_and_inf_are_refused(bad: float) -> None:
     x = np.array([0.1, 0.2, bad, 0.3])
     with pytest.raises(QuantizationError, match=r"1 NaN/inf value\(s\), first at index \(2,\)"):
         quantize(x, spec, _rng())
-    with pytest.raises(QuantizationError, match="NaN/inf"):
-        encode_weighted(x, 1.0, spec, _rng())
 
 
 def test_non_numeric_input_is_refused() -> None:
@@ -312,108 +307,3 @@ def test_error_bound_refuses_more_clients_than_the_spec_allows() -> None:
     assert error_bound(spec, 4) == 4 / spec.scale
     with pytest.raises(QuantizationError, match="max_clients=4"):
         error_bound(spec, 5)
-
-
-# --- weighted FedAvg -------------------------------------------------------------------------
-
-
-@settings(max_examples=40)
-@given(
-    bits=st.sampled_from([16, 24, 32, 48, 64]),
-    clip=st.sampled_from([0.01, 0.3, 1.0, 25.0]),
-    n=st.integers(1, 20),
-    seed=st.integers(0, 2**32 - 1),
-)
-def test_weighted_mean_equals_np_average_within_the_bound(
-    bits: int, clip: float, n: int, seed: int
-) -> None:
-    spec = QuantizationSpec(bits=bits, clip=clip, max_clients=20)
-    rng = _rng(seed)
-    xs = rng.uniform(-1.5 * clip, 1.5 * clip, size=(n, 40))
-    weights = rng.uniform(0.05, 1.0, size=n)
-    weights[rng.integers(n)] = 1.0  # sample counts over the largest
-    total = modular_sum(
-        (encode_weighted(x, w, spec, rng) for x, w in zip(xs, weights, strict=True)), bits
-    )
-    assert total.shape == (41,)
-    mean = decode_weighted_mean(total, spec, float(weights.sum()), n)
-    expected = np.average(np.clip(xs, -clip, clip), axis=0, weights=weights)
-    # The numerator is off by < n units, e_N = n / scale; the declared weights are exact.
-    bound = error_bound(spec, n) / weights.sum()
-    assert mean.shape == (40,)
-    assert np.abs(mean - expected).max() <= bound + ULPS * clip
-
-
-def test_weight_coordinate_carries_the_weight_even_with_a_small_clip() -> None:
-    spec = QuantizationSpec(bits=32, clip=0.001, max_clients=10)
-    enc = encode_weighted(np.zeros(3), 0.25, spec, _rng())
-    assert dequantize(enc, spec)[-1] / spec.clip == pytest.approx(0.25, abs=1 / spec.levels)
-
-
-def test_multidimensional_updates_are_flattened() -> None:
-    spec = QuantizationSpec(bits=32, clip=1.0, max_clients=2)
-    x = np.arange(6, dtype=np.float32).reshape(2, 3) / 10
-    enc = encode_weighted(x, 1.0, spec, _rng())
-    assert enc.shape == (7,)
-    np.testing.assert_allclose(decode_weighted_mean(enc, spec, 1.0, 1), x.ravel(), atol=1e-7)
-
-
-@pytest.mark.parametrize("weight", [0.0, -0.5, 1.5, float("nan"), True, "1"])
-def test_weights_outside_zero_one_are_refused(weight: object) -> None:
-    spec = QuantizationSpec(bits=32, clip=1.0, max_clients=2)
-    with pytest.raises(QuantizationError, match=r"weight must be a number in \(0, 1\]"):
-        encode_weighted(np.zeros(3), weight, spec, _rng())  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("declared", [0.0, -1.0, float("nan")])
-def test_a_declared_weight_must_be_positive(declared: float) -> None:
-    spec = QuantizationSpec(bits=32, clip=1.0, max_clients=2)
-    with pytest.raises(QuantizationError, match="declared_weight must be a positive number"):
-        decode_weighted_mean(np.zeros(4, dtype=np.uint32), spec, declared, 2)
-
-
-def test_weighted_total_must_have_a_weight_coordinate() -> None:
-    spec = QuantizationSpec(bits=32, clip=1.0, max_clients=2)
-    with pytest.raises(QuantizationError, match="length d \\+ 1"):
-        decode_weighted_mean(np.ones(1, dtype=np.uint32), spec, 1.0, 1)
-
-
-HONEST_WEIGHT = 0.1  # four small hospitals beside one that claims weight 1
-
-
-def _honest_and_one_liar(liar: np.ndarray) -> tuple[np.ndarray, QuantizationSpec, float]:
-    """The modular sum of 4 honest encodings (small updates) and ``liar``; declared total."""
-    spec = QuantizationSpec(bits=32, clip=1.0, max_clients=5)
-    rng = _rng(0)
-    honest = [encode_weighted(rng.normal(0, 1e-3, 8), HONEST_WEIGHT, spec, rng) for _ in range(4)]
-    return modular_sum([*honest, liar], 32), spec, 4 * HONEST_WEIGHT + 1.0
-
-
-def _liar(values: list[float], weight_coordinate: float) -> np.ndarray:
-    spec = QuantizationSpec(bits=32, clip=1.0, max_clients=5)
-    return quantize(np.array([*values, weight_coordinate * spec.clip]), spec, _rng(1))
-
-
-def test_a_client_that_encodes_a_weight_it_did_not_declare_is_caught() -> None:
-    # The attack of issue #6: it declares weight 1 but encodes -(sum of honest weights) + 1,
-    # so the decoded weight sum is 1 instead of 1.4.
-    total, spec, declared = _honest_and_one_liar(_liar([0.0] * 8, -4 * HONEST_WEIGHT + 1))
-    assert abs(dequantize(total, spec)[-1] / spec.clip - 1.0) < 1e-6  # the raw sum is fooled
-    with pytest.raises(AggregateRejectedError, match="weights sum to 1, but the 5 included"):
-        decode_weighted_mean(total, spec, declared, 5)
-
-
-def test_a_client_that_encodes_values_beyond_the_clip_range_is_caught() -> None:
-    spec = QuantizationSpec(bits=32, clip=1.0, max_clients=5)
-    liar = _liar([0.0] * 8, 1.0)  # encodes the weight it declares ...
-    liar[3] = np.uint32(3 * spec.levels)  # ... but 3 clip ranges in coordinate 3
-    total, spec, declared = _honest_and_one_liar(liar)
-    with pytest.raises(AggregateRejectedError, match=r"outside \[-1, 1\] \(first: index 3"):
-        decode_weighted_mean(total, spec, declared, 5)
-
-
-def test_a_client_inside_the_clip_range_passes_and_moves_the_mean_by_up_to_c_w_over_w() -> None:
-    # What masking cannot stop without range proofs: any value in [-c, c] is accepted.
-    total, spec, declared = _honest_and_one_liar(_liar([1.0] * 8, 1.0))
-    mean = decode_weighted_mean(total, spec, declared, 5)
-    np.testing.assert_allclose(mean, 1.0 / declared, atol=1e-3)  # c * w_liar / W

@@ -141,13 +141,13 @@ def interpolate_at(shares: Sequence[Share], x: int, *, prime: int = PRIME) -> in
     xs = tuple(s.x for s in shares)
     if len(set(xs)) != len(xs):
         raise CryptoError("duplicate share x-coordinates: each holder's share counts once")
-    coefficients = _lagrange_at(xs, x, prime)
+    coefficients = lagrange_at(xs, x, prime)
     # Exact sum of products, one reduction at the end (as in combine).
     return sum(c * s.y for c, s in zip(coefficients, shares, strict=True)) % prime
 
 
 @lru_cache(maxsize=4096)
-def _lagrange_at(xs: tuple[int, ...], x: int, prime: int) -> tuple[int, ...]:
+def lagrange_at(xs: tuple[int, ...], x: int, prime: int) -> tuple[int, ...]:
     """l_i(x) for distinct ``xs``; numerators from prefix/suffix products (no division)."""
     differences = [(x - xj) % prime for xj in xs]
     prefix, suffix = [1], [1]

@@ -24,8 +24,8 @@ from secagg.config import Config
 from secagg.data import FederatedDataset, load_federated
 from secagg.errors import DataError
 from secagg.models import build_model, get_flat_params, set_flat_params
-from secagg.simulation.dropout import draw_schedule
-from secagg.simulation.protection import make_protection
+from secagg.protection import make_protection
+from secagg.protection.dropout import draw_schedule
 from secagg.training import LocalTrainer, evaluate
 
 

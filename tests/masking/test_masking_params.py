@@ -34,9 +34,7 @@ def test_phase_names_are_the_protocol_constants() -> None:
 def test_the_identity_directory_is_part_of_the_round_digest() -> None:
     one, _ = IdentityDirectory.generate(range(3))
     two, _ = IdentityDirectory.generate(range(3))
-    digests = {
-        MaskingParams.create(range(3), 4, identities=d).digest for d in (one, two, None)
-    }
+    digests = {MaskingParams.create(range(3), 4, identities=d).digest for d in (one, two, None)}
     assert len(digests) == 3
 
 

@@ -14,9 +14,9 @@ import pytest
 
 from secagg.config import load_config
 from secagg.models import build_model, get_flat_params
-from secagg.quantize import QuantizationSpec, error_bound, quantize
+from secagg.protection import HiddenFedAvg, make_protection
+from secagg.quantize import QuantizationSpec, error_bound
 from secagg.simulation import engine, run_simulation
-from secagg.simulation.protection import MaskedProtection
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hospitals.toml"
 COMMON = ["privacy.mode=none", "protection.dropout=0.1", "run.seed=3"]
@@ -88,20 +88,19 @@ def test_dp_and_masking_together_spend_the_same_epsilon_and_reach_the_same_model
     assert masked.rounds[0].protection["consistency"] == "signatures"
 
 
-class _WeightLiar(MaskedProtection):
+class _WeightLiar(HiddenFedAvg):
     """Client 0 declares its sample count but encodes weight -(sum of the others) + 1."""
 
     def encode(self, client: int, update: np.ndarray, weight: float, round_idx: int) -> np.ndarray:
         if client != 0:
             return super().encode(client, update, weight, round_idx)
-        others = self._declared_others
         forged = np.zeros(update.size + 1)
-        forged[-1] = (1.0 - others) * self.spec.clip
-        return quantize(forged, self.spec, np.random.default_rng(0))
+        forged[-1] = (1.0 - self.others) * self.clip
+        return forged
 
     def aggregate(self, updates, weights, schedule, round_idx):  # type: ignore[no-untyped-def]
         top = max(weights.values())
-        self._declared_others = sum(w / top for c, w in weights.items() if c != 0)
+        self.others = sum(w / top for c, w in weights.items() if c != 0)
         return super().aggregate(updates, weights, schedule, round_idx)
 
 
@@ -112,7 +111,8 @@ def test_a_client_that_lies_about_its_weight_changes_nothing(
     # into ~1e8. The server checks the decoded weights against the declared sample counts,
     # rejects the round by name, records it, and keeps the model.
     def make_liar(config, rule, client_ids, dim, seed):  # type: ignore[no-untyped-def]
-        return _WeightLiar(config, client_ids, dim, seed)
+        honest = make_protection(config, rule, client_ids, dim, seed)
+        return _WeightLiar(honest.name, rule, honest.secure_sum, honest.clip)
 
     monkeypatch.setattr(engine, "make_protection", make_liar)
     cfg = load_config(EXAMPLE, ["run.rounds=2", "privacy.mode=none"])

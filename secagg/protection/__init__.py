@@ -1,0 +1,64 @@
+"""How client updates reach the aggregator: one module per ``protection.mode``, one registry.
+
+- ``none`` (:mod:`.plain`): in the clear;
+- ``secagg`` / ``secagg+`` (:mod:`.masking`): pairwise masking;
+- ``ckks`` / ``paillier`` (:mod:`.he`): homomorphic encryption.
+
+Every hiding mode is a :class:`~secagg.protection.base.SecureSum` wrapped in
+:class:`~secagg.protection.base.HiddenFedAvg`, so FedAvg's encoding and checks exist once.
+"""
+
+from __future__ import annotations
+
+from secagg.aggregation import AggregationRule, FedAvg
+from secagg.config import Config
+from secagg.errors import ConfigError
+from secagg.protection.base import (
+    AggregateOutcome,
+    HiddenFedAvg,
+    Protection,
+    SecureSum,
+    SumOutcome,
+)
+from secagg.protection.he import HESum
+from secagg.protection.masking import MaskingSum
+from secagg.protection.plain import PlainProtection
+
+#: Hiding modes by ``protection.mode`` name.
+SECURE_SUMS: dict[str, type[MaskingSum] | type[HESum]] = {
+    mode: cls for cls in (MaskingSum, HESum) for mode in cls.MODES
+}
+#: Every mode ``protection.mode`` accepts (config.CHOICES lists the same names).
+MODES = ("none", *SECURE_SUMS)
+
+
+def make_protection(
+    config: Config, rule: AggregationRule, client_ids: list[int], dim: int, seed: int
+) -> Protection:
+    """The protection named by ``protection.mode``, refusing impossible combinations.
+
+    ``dim`` is the length of one update; hiding modes sum ``dim + 1`` values (the weight).
+    """
+    mode = config.protection.mode
+    if mode == "none":
+        return PlainProtection(rule)
+    if rule.needs_individual_updates or not isinstance(rule, FedAvg):
+        raise ConfigError(
+            f"aggregation.rule = {rule.name!r} needs every individual update, which "
+            f"protection.mode = {mode!r} hides; use protection.mode = 'none' or rule 'fedavg'"
+        )
+    if mode not in SECURE_SUMS:
+        raise ConfigError(f"protection.mode = {mode!r} is not one of: {', '.join(MODES)}")
+    secure_sum = SECURE_SUMS[mode](config, client_ids, dim + 1, seed)
+    return HiddenFedAvg(mode, rule, secure_sum, config.protection.clip_range)
+
+
+__all__ = [
+    "MODES",
+    "AggregateOutcome",
+    "HiddenFedAvg",
+    "Protection",
+    "SecureSum",
+    "SumOutcome",
+    "make_protection",
+]

@@ -1,0 +1,111 @@
+"""What every protection mode shares: the outcome records and the FedAvg plumbing around a sum.
+
+A protection mode answers one question, "how does the sum of the clients' encodings reach the
+server?" (:class:`SecureSum`). What is summed, and what the sum means, belongs to the
+aggregation rule (:meth:`~secagg.aggregation.FedAvg.encode` / ``finalize``), so FedAvg's
+"sum w*x and w" and its checks exist once, whichever mode hides the terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from secagg.aggregation import FedAvg
+from secagg.errors import AggregateRejectedError, BelowThresholdError, CryptoError
+from secagg.protection.dropout import DropoutSchedule
+
+
+@dataclass
+class AggregateOutcome:
+    """One round's aggregation: the update to apply (None if the round failed) and its costs."""
+
+    update: np.ndarray | None
+    included: list[int]
+    aborted_reason: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SumOutcome:
+    """The sum of the included clients' encodings, as the server ends up holding it."""
+
+    total: np.ndarray  # float64, length d + 1
+    included: list[int]
+    error: float  # worst-case absolute error of each coordinate of ``total``
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class Protection(Protocol):
+    """What the engine drives: one call per round, updates in, global update out."""
+
+    name: str
+
+    def aggregate(
+        self,
+        updates: Mapping[int, np.ndarray],
+        weights: Mapping[int, float],
+        schedule: DropoutSchedule,
+        round_idx: int,
+    ) -> AggregateOutcome: ...
+
+
+class SecureSum(Protocol):
+    """Sums the clients' encodings while hiding each one from the server.
+
+    ``sum`` raises :class:`~secagg.errors.BelowThresholdError` or
+    :class:`~secagg.errors.CryptoError` when the round must abort; nothing is revealed then.
+    """
+
+    #: Modes registered under these names use this class (see :mod:`secagg.protection`).
+    MODES: ClassVar[tuple[str, ...]]
+
+    def sum(
+        self, encodings: Mapping[int, np.ndarray], schedule: DropoutSchedule, round_idx: int
+    ) -> SumOutcome: ...
+
+
+class HiddenFedAvg:
+    """FedAvg over a :class:`SecureSum`: encode, sum without looking, check, average.
+
+    Sample counts are declared in the clear (they are the FedAvg weights); what each client
+    encodes is hidden, so the decoded sum is checked against the declarations
+    (:meth:`FedAvg.finalize`). :meth:`encode` is the client's side: attacks override it.
+    """
+
+    def __init__(self, name: str, rule: FedAvg, secure_sum: SecureSum, clip: float) -> None:
+        self.name = name
+        self.rule = rule
+        self.secure_sum = secure_sum
+        self.clip = clip
+
+    def encode(self, client: int, update: np.ndarray, weight: float, round_idx: int) -> np.ndarray:
+        """What one client hands to the protection: ``[w * clip(update), w * c]``."""
+        return self.rule.encode(update, weight, self.clip)
+
+    def aggregate(
+        self,
+        updates: Mapping[int, np.ndarray],
+        weights: Mapping[int, float],
+        schedule: DropoutSchedule,
+        round_idx: int,
+    ) -> AggregateOutcome:
+        top = max(weights.values())
+        declared = {c: w / top for c, w in weights.items()}
+        encodings = {c: self.encode(c, updates[c], declared[c], round_idx) for c in updates}
+        try:
+            outcome = self.secure_sum.sum(encodings, schedule, round_idx)
+        except (BelowThresholdError, CryptoError) as exc:
+            # Too few survivors, or secrets beyond correction: the round reveals nothing.
+            return AggregateOutcome(None, [], f"{type(exc).__name__}: {exc}")
+        included = outcome.included
+        try:
+            mean = self.rule.finalize(
+                outcome.total, self.clip, sum(declared[c] for c in included), outcome.error
+            )
+        except AggregateRejectedError as exc:
+            return AggregateOutcome(None, included, f"{type(exc).__name__}: {exc}", outcome.stats)
+        return AggregateOutcome(mean.astype(np.float32), included, stats=outcome.stats)

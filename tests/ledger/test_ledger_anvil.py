@@ -1,0 +1,144 @@
+"""The same client against a real node: anvil (Foundry), installed by npm in contracts/.
+
+Exercises what the embedded chain cannot: JSON-RPC transport, revert data as the node
+returns it, locally signed raw transactions, evm_increaseTime.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from web3.types import Wei
+
+from secagg.errors import LedgerBudgetError, LedgerDeadlineError, LedgerReplayError
+from secagg.ledger import (
+    LedgerClient,
+    MerkleTree,
+    Phase,
+    advance_time,
+    block_timestamp,
+    epsilon_to_fixed,
+    rpc_web3,
+    share_hash,
+)
+
+CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
+ANVIL = CONTRACTS / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+
+
+@pytest.fixture
+def anvil_url(tmp_path: Path) -> Iterator[str]:
+    """Start anvil on 127.0.0.1 at a port it picks itself; always stop it.
+
+    Its output goes to a file, not a pipe, so a chatty node can never block on a full pipe.
+    """
+    if not ANVIL.is_file():
+        pytest.skip(f"anvil is absent ({ANVIL}): run `npm ci --prefix contracts`")
+    log = tmp_path / "anvil.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [str(ANVIL), "--host", "127.0.0.1", "--port", "0", "--accounts", "3"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield _wait_for_listening(proc, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_for_listening(proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = re.search(r"Listening on (\S+)", log.read_text(errors="replace"))
+        if found:
+            return "http://" + found.group(1)
+        time.sleep(0.05)
+    pytest.fail("anvil did not start:\n" + log.read_text(errors="replace")[-2000:])
+
+
+def test_round_on_anvil(anvil_url: str) -> None:
+    w3 = rpc_web3(anvil_url)
+    admin_address, aggregator_address, _ = list(w3.eth.accounts)
+    admin = LedgerClient.deploy(
+        w3, admin=admin_address, epsilon_cap=epsilon_to_fixed(2.0), reward_per_round=5
+    )
+    admin.grant_role("AGGREGATOR_ROLE", aggregator_address)
+    aggregator = admin.as_sender(aggregator_address)
+
+    # Hospitals sign locally with their own keys; the node holds no key of theirs.
+    keys = [Account.create() for _ in range(2)]
+    for key in keys:
+        w3.eth.send_transaction({"from": admin_address, "to": key.address, "value": Wei(10**18)})
+        admin.register(key.address, share_hash(key.address.encode()))
+    alice, bob = (admin.as_sender(k) for k in keys)
+
+    now = block_timestamp(w3)
+    aggregator.open_round(
+        1,
+        model_hash=b"\x01" * 32,
+        config_hash=b"\x02" * 32,
+        commit_deadline=now + 60,
+        unmask_deadline=now + 120,
+        participants=[alice.sender_address, bob.sender_address],
+    )
+    holders = [alice.sender_address, bob.sender_address]
+    a = alice.sender_address
+    tree = MerkleTree.from_leaves(
+        alice.share_leaf(
+            1,
+            owner=a,
+            holder=h,
+            b_share_hash=share_hash(b"b" + h.encode()),
+            s_share_hash=share_hash(b"s" + h.encode()),
+        )
+        for h in holders
+    )
+    commit = alice.commit(
+        1, blob_hash=b"\x03" * 32, share_root=tree.root, cumulative_epsilon=epsilon_to_fixed(1.0)
+    )
+    assert commit.gas_used > 21_000
+
+    # Refusals come back through JSON-RPC with their custom error decoded.
+    with pytest.raises(LedgerReplayError, match="AlreadyCommitted"):
+        alice.commit(1, blob_hash=b"\x03" * 32, share_root=tree.root, cumulative_epsilon=1)
+    with pytest.raises(LedgerBudgetError, match="EpsilonCapExceeded"):
+        bob.commit(
+            1,
+            blob_hash=b"\x04" * 32,
+            share_root=tree.root,
+            cumulative_epsilon=epsilon_to_fixed(2.5),
+        )
+    advance_time(w3, 61)
+    with pytest.raises(LedgerDeadlineError, match="DeadlinePassed"):
+        bob.commit(1, blob_hash=b"\x04" * 32, share_root=tree.root, cumulative_epsilon=1)
+
+    aggregator.post_survivors(1, [a], [])
+    leaf = tree.leaves[0]
+    assert bob.verify_share(1, a, leaf, tree.proof(leaf))
+    alice.post_shares(1, b"\x05" * 32)
+    aggregator.post_aggregate(
+        1, aggregate_cid=b"\x06" * 32, aggregate_hash=b"\x07" * 32, included=[a]
+    )
+    alice.claim_reward(1)
+    assert alice.reward_balance(a) == 5
+    assert admin.round_info(1).phase is Phase.AGGREGATED
+    assert [e.name for e in bob.round_events(1)] == [
+        "RoundOpened",
+        "Committed",
+        "SurvivorsPosted",
+        "SharesPosted",
+        "AggregatePosted",
+        "RewardClaimed",
+    ]
