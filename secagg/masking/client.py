@@ -75,6 +75,7 @@ from secagg.masking.params import (
     seed_commitment,
     self_mask_key,
     share_associated_data,
+    share_digest,
     share_encryption_key,
     share_x,
     survivors_signature_message,
@@ -155,6 +156,13 @@ class MaskingClient:
         self._key_shares: dict[int, bytes] = {}
         # Filled in consistency_check: the survivor set this client signed.
         self._signed_survivors: frozenset[int] | None = None
+        #: holder -> (digest of its b-share, digest of its s-share) of this client's secrets:
+        #: public commitments (a ledger publishes their Merkle root), filled in share_keys.
+        self.share_commitments: dict[int, tuple[bytes, bytes]] = {}
+        #: owner -> (digest of the b-share, digest of the s-share) this client holds: what it
+        #: needs to prove a revealed share against the owner's commitment, filled in
+        #: masked_input.
+        self.held_commitments: dict[int, tuple[bytes, bytes]] = {}
 
     @property
     def phase(self) -> str:
@@ -275,6 +283,10 @@ class MaskingClient:
         key_shares = shamir.split(own.masking.private_bytes(), threshold, xs)
         ciphertexts, own_seed_share = {}, b""
         for holder, seed_share, key_share in zip(holders, seed_shares, key_shares, strict=True):
+            self.share_commitments[holder] = (
+                share_digest(seed_share.value_bytes()),
+                share_digest(key_share.value_bytes()),
+            )
             if holder == self.id:
                 # Our own share of b_u, revealed only if we survive; our s-share never is.
                 own_seed_share = seed_share.value_bytes()
@@ -331,6 +343,11 @@ class MaskingClient:
 
         self._seed_shares.update(seed_shares)
         self._key_shares.update(key_shares)
+        self.held_commitments = {
+            sender: (share_digest(seed_shares[sender]), share_digest(key_shares[sender]))
+            for sender in seed_shares
+        }
+        self.held_commitments[self.id] = self.share_commitments[self.id]
         self._input = None
         self._pair_keys = {}
         return MaskedInput(round_id, self.id, self.params.bits, masked)

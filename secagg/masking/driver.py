@@ -8,6 +8,11 @@ each phase after all live clients have spoken plays the role of the deadline.
 
 Times are CPU seconds (``time.process_time``) so that other load on the machine does not
 inflate them; client times include decoding the request and encoding the reply.
+
+A :class:`Board` is the seam for a public record of the round (the ledger): it sees every
+client message as it is sent and may refuse it (a commit the contract rejects), and it
+decides what each client reads (keys and the survivor set from the chain rather than from
+the server). Without one, the server relays everything, as in the paper.
 """
 
 from __future__ import annotations
@@ -16,15 +21,37 @@ import time
 from collections import defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from secagg.crypto.signing import SigningKey
 from secagg.errors import ProtocolError
 from secagg.masking.client import MaskingClient
-from secagg.masking.messages import decode_client_message, decode_server_message
+from secagg.masking.messages import (
+    ClientMessage,
+    ServerMessage,
+    decode_client_message,
+    decode_server_message,
+)
 from secagg.masking.params import MaskingParams
-from secagg.masking.server import MaskingServer
+from secagg.masking.server import MaskingServer, UnmaskedSum
+
+
+class Board(Protocol):
+    """A public record the round is written to and read from (see the module docstring)."""
+
+    def publish(self, client: MaskingClient, message: ClientMessage, data: bytes) -> bool:
+        """Record what ``client`` sends; False refuses it (the client goes silent)."""
+        ...
+
+    def deliver(self, recipient: int, message: ServerMessage) -> ServerMessage:
+        """What ``recipient`` reads in place of the server's ``message``."""
+        ...
+
+    def finished(self, result: UnmaskedSum) -> None:
+        """Record the round's outcome."""
+        ...
 
 
 @dataclass
@@ -70,11 +97,12 @@ def run_round(
     *,
     dropouts: Mapping[str, Collection[int]] | None = None,
     identities: Mapping[int, SigningKey] | None = None,
+    board: Board | None = None,
 ) -> MaskedRoundResult:
     """Run one full masking round in memory; raises BelowThresholdError when it must abort.
 
     ``identities`` holds each client's Ed25519 key; a signed round (``params.identities``)
-    needs it.
+    needs it. ``board``: a public record of the round (see the module docstring).
     """
     if set(inputs) != params.members:
         missing = sorted(params.members - set(inputs))
@@ -98,17 +126,27 @@ def run_round(
     outbox = {c: m.to_bytes() for c, m in server.start().items()}
     server_cpu[params.phases[0]] = time.process_time() - start
 
+    refused: set[int] = set()  # clients whose message the board refused: silent from then on
     for phase in params.phases:
-        silent = silent_by_phase[phase]
+        silent = silent_by_phase[phase] | refused
         server_time = 0.0
         for client_id, data in outbox.items():
             if client_id in silent:
                 continue
             received[client_id] += len(data)
             start = time.process_time()
-            messages = clients[client_id].handle(decode_server_message(data))
+            request = decode_server_message(data)
+            if board is not None:
+                request = board.deliver(client_id, request)
+            messages = clients[client_id].handle(request)
             encoded = [m.to_bytes() for m in messages]
             client_cpu[phase].append(time.process_time() - start)
+            if board is not None and not all(
+                board.publish(clients[client_id], m, b)
+                for m, b in zip(messages, encoded, strict=True)
+            ):
+                refused.add(client_id)
+                continue
             sent[client_id] += sum(map(len, encoded))
             # The server consumes each reply as it arrives: memory stays O(dim), not O(n dim).
             start = time.process_time()
@@ -121,6 +159,8 @@ def run_round(
         server_cpu[phase] = server_cpu.get(phase, 0.0) + server_time
 
     result = server.result
+    if board is not None:
+        board.finished(result)
     return MaskedRoundResult(
         total=result.total,
         included=result.included,

@@ -398,3 +398,12 @@ def survivors_signature_message(params: MaskingParams, survivors: Iterable[int])
     ordered = sorted(survivors)
     context = encode_context(_SURVIVORS_SIGNATURE, params.round_id, len(ordered))
     return context + params.digest + b"".join(c.to_bytes(8, "big") for c in ordered)
+
+
+def share_digest(value: bytes) -> bytes:
+    """SHA-256 of one share value: what a public commitment to a share holds.
+
+    Share values are uniform field elements, so the digest hides them; a holder that later
+    reveals a share can be checked against the owner's commitment (the ledger's Merkle tree).
+    """
+    return hashlib.sha256(b"secagg/v1/share" + value).digest()
