@@ -1,22 +1,16 @@
 """The server side of SecAgg / SecAgg+ as a sans-I/O state machine.
 
 The server routes public keys and encrypted shares between neighbours, sums the masked
-inputs as they arrive, and finally removes the masks that do not cancel:
-
-- the self-mask PRG(b_u) of every survivor u, from b_u reconstructed out of its holders' shares;
-- the pairwise masks between each dropped client d (whose s_d^SK it reconstructs) and d's
-  surviving neighbours, which those survivors added but d never will.
+inputs as they arrive, and finally removes the masks that do not cancel
+(:func:`secagg.masking.unmask.remove_masks`, which an auditor runs too).
 
 In a signed round (identity keys set) the server also checks each client's signature on the
 keys it advertises, asks every survivor to sign the survivor set (``consistency_check``) and
 hands each one the signatures it collected; clients check both, so relaying is all it can do.
 
-Every rebuilt secret is checked before use: b_u against the commitment H(b_u) its owner
-published with its keys, s_u against its public key. When a check fails the server decodes
-the shares as a Reed-Solomon codeword (Berlekamp-Welch), which both corrects up to
-(m - t_s) / 2 wrong shares out of m and names the holders that sent them
-(:attr:`MaskingServer.inconsistent_holders`); a round aborts only when the shares at hand
-cannot be corrected.
+Every rebuilt secret is checked before use; wrong shares are corrected where possible and
+their holders named (:attr:`MaskingServer.inconsistent_holders`); a round aborts only when
+the shares at hand cannot be corrected.
 
 API: :meth:`MaskingServer.start` opens the round; :meth:`receive` takes each client message
 (invalid ones raise a ProtocolError subclass and change nothing); :meth:`close_phase` means
@@ -29,14 +23,13 @@ the round before anything more is requested, and every collected value is discar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from secagg.crypto import reed_solomon, shamir
-from secagg.crypto.agreement import agree, key_pair_from_private_bytes, validate_public_key
-from secagg.crypto.prg import MaskGenerator
+from secagg.crypto import shamir
+from secagg.crypto.agreement import validate_public_key
 from secagg.crypto.signing import verify
 from secagg.errors import (
     BelowThresholdError,
@@ -49,7 +42,6 @@ from secagg.errors import (
     WrongRoundError,
 )
 from secagg.masking.client import BUNDLE_CIPHERTEXT_BYTES
-from secagg.masking.graph import NeighborGraph
 from secagg.masking.messages import (
     AdvertiseKeys,
     AdvertiseKeysRequest,
@@ -75,12 +67,10 @@ from secagg.masking.params import (
     SHARE_KEYS,
     MaskingParams,
     advertise_signature_message,
-    pair_mask_key,
-    seed_commitment,
-    self_mask_key,
     share_x,
     survivors_signature_message,
 )
+from secagg.masking.unmask import remove_masks
 
 
 @dataclass(frozen=True)
@@ -384,81 +374,20 @@ class MaskingServer:
         if self._sum is None:  # unreachable: t >= 2 survivors sent masked inputs
             raise PhaseError("no masked input was received")
 
-        # Collect every mask to remove first, then regenerate them all in one pass.
-        add: list[bytes] = []
-        subtract: list[bytes] = []
-        pick = _HolderPicker(self._graph, t_s)
-
-        def seed_matches(owner: int, seed: bytes) -> bool:
-            return seed_commitment(seed, p.round_id, owner) == self._keys[owner].seed_commitment
-
-        def key_matches(owner: int, secret: bytes) -> bool:
-            return key_pair_from_private_bytes(secret).public == self._keys[owner].masking
-
-        for owner in self._in_ring_order(self._survivors):
-            seed = self._rebuild(
-                owner, "self-mask seed", self._seed_shares[owner], pick, seed_matches
-            )
-            subtract.append(self_mask_key(seed, p.round_id, owner))
-        for dropped in self._in_ring_order(self._to_recover):
-            secret = self._rebuild(
-                dropped, "mask key", self._key_shares[dropped], pick, key_matches
-            )
-            key_pair = key_pair_from_private_bytes(secret)
-            for survivor in sorted(self._graph.neighbors(dropped) & self._survivors):
-                agreed = agree(key_pair.private, self._keys[survivor].masking)
-                key = pair_mask_key(agreed, p.round_id, dropped, survivor)
-                # The survivor added +PRG(s) if dropped > survivor, else -PRG(s): undo it.
-                (subtract if dropped > survivor else add).append(key)
         total = self._sum
-        MaskGenerator(p.bits).apply(total, add=add, subtract=subtract, reduce=True)
+        found = remove_masks(
+            p,
+            self._keys,
+            total,
+            self._survivors,
+            self._to_recover,
+            self._seed_shares,
+            self._key_shares,
+        )
+        self.inconsistent_holders.update(found)
         self._sum = None
         self._seed_shares, self._key_shares = {}, {}
         return UnmaskedSum(total, sorted(self._survivors), dict(self.inconsistent_holders))
-
-    def _rebuild(
-        self,
-        owner: int,
-        what: str,
-        shares: Mapping[int, shamir.Share],
-        pick: _HolderPicker,
-        matches: Callable[[int, bytes], bool],
-    ) -> bytes:
-        """Rebuild one secret, check it, and name every holder whose share disagrees.
-
-        The fast path combines t_s shares; once the secret passes its check those shares are
-        known good, and the remaining ones are checked against them. Only when the check
-        fails are all the shares decoded with error correction.
-        """
-        t_s = self.params.share_threshold
-        chosen = pick(owner, shares)
-        try:
-            secret = shamir.combine(chosen, t_s)
-            good = matches(owner, secret)
-        except CryptoError:  # a wrong share can interpolate to a value too large for a secret
-            good = False
-        if good:
-            used = {s.x for s in chosen}
-            wrong = reed_solomon.disagreeing(
-                chosen, [s for s in shares.values() if s.x not in used]
-            )
-        else:
-            holders = sorted(shares)
-            decoded = reed_solomon.decode([shares[h] for h in holders], t_s)
-            if decoded is None or not matches(owner, decoded.secret):
-                raise CryptoError(
-                    f"the {len(shares)} shares of client {owner}'s {what} cannot be corrected "
-                    f"into one that matches its commitment (t_s = {t_s}): too many holders "
-                    "returned wrong shares, so the round aborts"
-                )
-            secret, wrong = decoded.secret, decoded.wrong_xs
-        for holder in shares:
-            if share_x(holder) in wrong:
-                self.inconsistent_holders.setdefault(holder, []).append(owner)
-        return secret
-
-    def _in_ring_order(self, clients: frozenset[int]) -> list[int]:
-        return [c for c in self._graph.ring if c in clients]
 
     def _abort(self) -> None:
         """Forget everything collected: an aborted round reveals nothing."""
@@ -466,28 +395,3 @@ class MaskingServer:
         self._sum = None
         self._bundles = {}
         self._seed_shares, self._key_shares = {}, {}
-
-
-class _HolderPicker:
-    """Chooses which t_s shares reconstruct each secret, so that many owners use the same set.
-
-    Any t_s shares will do, but Lagrange coefficients depend only on the set of holders, and
-    computing them is the costly part of a reconstruction (O(t_s^2) big-number operations).
-    Owners are visited in ring order; an owner reuses the previous set whenever all of its
-    holders answered, otherwise it takes the t_s available holders furthest ahead on the
-    ring, which the next owners along the ring are most likely to share. With the complete
-    graph one set serves every owner; on a ring, about one set per k + 1 - t_s owners.
-    """
-
-    def __init__(self, graph: NeighborGraph, threshold: int) -> None:
-        self._graph = graph
-        self._threshold = threshold
-        self._previous: tuple[int, ...] = ()
-
-    def __call__(self, owner: int, available: Mapping[int, shamir.Share]) -> list[shamir.Share]:
-        chosen = self._previous
-        if not chosen or not all(h in available for h in chosen):
-            ahead = sorted(available, key=lambda h: self._graph.ring_offset(owner, h))
-            chosen = tuple(sorted(ahead[-self._threshold :]))
-            self._previous = chosen
-        return [available[h] for h in chosen]
