@@ -359,10 +359,8 @@ def _consistency_cost(
         - per_client(unsigned, "bytes_sent"),
         "extra_bytes_received_per_client": per_client(signed, "bytes_received")
         - per_client(unsigned, "bytes_received"),
-        "extra_client_seconds": total(signed, "client_seconds")
-        - total(unsigned, "client_seconds"),
-        "extra_server_seconds": total(signed, "server_seconds")
-        - total(unsigned, "server_seconds"),
+        "extra_client_seconds": total(signed, "client_seconds") - total(unsigned, "client_seconds"),
+        "extra_server_seconds": total(signed, "server_seconds") - total(unsigned, "server_seconds"),
         "server_signed_over_unsigned": ratio(
             total(signed, "server_seconds"), total(unsigned, "server_seconds")
         ),

@@ -3,7 +3,8 @@
     .venv/bin/python contracts/gas_report.py
 
 Gas is deterministic for a given call sequence, so one run is the measurement. Round 2 is
-shown for the operations that are cheaper once a participant's storage slots are non-zero.
+shown for the operations whose first use of a storage slot could cost more (commit, claim,
+openRound). ``python -m benchmarks gas`` measures the same operations at n = 10 and 100.
 """
 
 from __future__ import annotations
@@ -44,24 +45,37 @@ def main() -> None:
     for rid in (1, 2):
         now = block_timestamp(w3)
         gas[f"openRound ({N} participants), round {rid}"] = aggregator.open_round(
-            rid, model_hash=h("model"), config_hash=h("config"), commit_deadline=now + 100,
-            unmask_deadline=now + 200, participants=accounts,
+            rid,
+            model_hash=h("model"),
+            config_hash=h("config"),
+            commit_deadline=now + 100,
+            unmask_deadline=now + 200,
+            participants=accounts,
         ).gas_used
         for p in parties:
             gas[f"advertiseKeys, round {rid}"] = p.advertise_keys(
-                rid, encryption_key=h(f"c {p.sender_address}"),
-                masking_key=h(f"s {p.sender_address}"), seed_commitment=h("H(b)"),
+                rid,
+                encryption_key=h(f"c {p.sender_address}"),
+                masking_key=h(f"s {p.sender_address}"),
+                seed_commitment=h("H(b)"),
             ).gas_used
         trees = {}
         for p in parties[: N - 1]:
             o = p.sender_address
             trees[o] = MerkleTree.from_leaves(
-                p.share_leaf(rid, owner=o, holder=q, b_share_hash=h(f"b {o} {q}"),
-                             s_share_hash=h(f"s {o} {q}"))
+                p.share_leaf(
+                    rid,
+                    owner=o,
+                    holder=q,
+                    b_share_hash=h(f"b {o} {q}"),
+                    s_share_hash=h(f"s {o} {q}"),
+                )
                 for q in accounts
             )
             gas[f"commit, round {rid}"] = p.commit(
-                rid, blob_hash=h(f"blob {o}"), share_root=trees[o].root,
+                rid,
+                blob_hash=h(f"blob {o}"),
+                share_root=trees[o].root,
                 cumulative_epsilon=epsilon_to_fixed(rid),
             ).gas_used
         advance_time(w3, aggregator.round_info(rid).commit_deadline + 1 - block_timestamp(w3))
@@ -71,16 +85,24 @@ def main() -> None:
         for p in parties[: N - 1]:
             gas["postShares"] = p.post_shares(rid, h(f"shares {p.sender_address}")).gas_used
         owner, holder = accounts[0], accounts[3]
-        leaf = parties[0].share_leaf(rid, owner=owner, holder=holder,
-                                     b_share_hash=h(f"b {owner} {holder}"),
-                                     s_share_hash=h(f"s {owner} {holder}"))
+        leaf = parties[0].share_leaf(
+            rid,
+            owner=owner,
+            holder=holder,
+            b_share_hash=h(f"b {owner} {holder}"),
+            s_share_hash=h(f"s {owner} {holder}"),
+        )
         proof = trees[owner].proof(leaf)
         gas[f"verifyShare ({N}-leaf tree; view, eth_estimateGas)"] = (
             aggregator.contract.functions.verifyShare(rid, owner, leaf, proof).estimate_gas()
         )
         gas["reportBadShare"] = validator.report_bad_share(
-            rid, owner=owner, holder=holder, b_share_hash=h("forged"),
-            s_share_hash=h(f"s {owner} {holder}"), proof=proof,
+            rid,
+            owner=owner,
+            holder=holder,
+            b_share_hash=h("forged"),
+            s_share_hash=h(f"s {owner} {holder}"),
+            proof=proof,
         ).gas_used
         gas[f"postAggregate ({N - 1} included)"] = aggregator.post_aggregate(
             rid, aggregate_cid=h("cid"), aggregate_hash=h("sum"), included=survivors

@@ -35,6 +35,19 @@ client of secagg simulate takes). Then either:
 """
 
 
+_AUDIT_HELP = """\
+Replay every round of a run from chain events and store blobs alone, and print a verdict per
+check and round: blob hashes, share commitments and revealed shares, the unmasking (or the
+ciphertext sum), the posted update and model, the ε ledger. Exits 1 on any failure.
+
+  secagg audit results/hospitals                        # a run against a JSON-RPC node
+  secagg audit --rpc-url http://127.0.0.1:8545 --contract 0xAB.. --store results/x/store
+
+A run on the embedded chain (ledger.rpc_url = "") audited itself before its chain ended:
+its verdict is in audit.json, and `secagg audit RUN_DIR` prints it.
+"""
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="secagg",
@@ -70,6 +83,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="replace the results an existing --output-dir holds (refused otherwise)",
     )
     sim.add_argument("--no-progress", action="store_true", help="do not draw progress bars")
+
+    aud = sub.add_parser(
+        "audit",
+        help="replay a run's rounds from the chain and the blob store, and judge them",
+        description=_AUDIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    aud.add_argument("run_dir", nargs="?", help="a results folder of secagg simulate")
+    aud.add_argument("--rpc-url", help="JSON-RPC node holding the ledger (default: the run's)")
+    aud.add_argument("--contract", help="ledger contract address (default: the run's)")
+    aud.add_argument("--store", help="blob store folder (default: the run's)")
+    aud.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
     priv = sub.add_parser(
         "privacy",
@@ -147,6 +172,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     cost = _protection_cost(result)
     if cost:
         console.print(cost)
+    if result.audit:
+        failed = [c for c in result.audit["checks"] if not c["ok"]]
+        verdict = "PASS" if result.audit["verdict"] == "pass" else f"FAIL ({len(failed)} checks)"
+        console.print(
+            f"ledger {result.ledger['contract']} (chain id {result.ledger['chain_id']}): "
+            f"audit of {len(result.audit['rounds'])} rounds from chain and store: {verdict}"
+        )
     console.print(f"results: {out}")
     return 0
 
@@ -177,6 +209,56 @@ def _protection_cost(result: object) -> str:
         f"({sent / (4 * dim):.1f}x the float32 update); client CPU ms per phase: {per_phase}; "
         f"server {server * 1e3:.1f} ms{decrypt} per round (medians)"
     )
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from secagg.ledger.audit import audit_run
+    from secagg.ledger.client import LedgerClient
+    from secagg.ledger.providers import connect
+    from secagg.storage import LocalBlobStore
+
+    recorded: dict[str, object] = {}
+    if args.run_dir:
+        metrics = Path(args.run_dir) / "metrics.json"
+        if not metrics.is_file():
+            raise ConfigError(f"{args.run_dir} holds no metrics.json: not a results folder")
+        recorded = json.loads(metrics.read_text()).get("ledger") or {}
+        if not recorded and not (args.rpc_url and args.contract and args.store):
+            raise ConfigError(f"the run in {args.run_dir} had no ledger (ledger.enabled = false)")
+    chain = args.rpc_url or str(recorded.get("chain", ""))
+    if chain == "embedded":
+        saved = Path(args.run_dir) / "audit.json"
+        if not saved.is_file():
+            raise ConfigError(
+                f"the run in {args.run_dir} used the embedded chain, which ended with it, and "
+                "left no audit.json; rerun it with ledger.rpc_url set to audit it independently"
+            )
+        report = json.loads(saved.read_text())
+        print(json.dumps(report) if args.json else _print_saved_audit(report))
+        return 0 if report.get("verdict") == "pass" else 1
+    contract, store = args.contract or recorded.get("contract"), args.store or recorded.get("store")
+    if not (chain and contract and store):
+        raise ConfigError("give --rpc-url, --contract and --store (or a results folder)")
+    w3 = connect(str(chain))
+    block = int(str(recorded.get("deploy_block", 0)))
+    ledger = LedgerClient(w3, str(contract), w3.eth.accounts[0], from_block=block)
+    result = audit_run(ledger, LocalBlobStore(str(store)))
+    print(json.dumps(result.to_dict()) if args.json else result.summary())
+    return 0 if result.passed else 1
+
+
+def _print_saved_audit(report: dict[str, object]) -> str:
+    checks = report.get("checks") or []
+    assert isinstance(checks, list)
+    lines = [
+        f"round {c['round']:>3}  {'ok  ' if c['ok'] else 'FAIL'}  {c['check']}"
+        + (f" [{c['participant']}]" if c["participant"] else "")
+        + (f"  {c['detail']}" if c["detail"] else "")
+        for c in checks
+    ]
+    verdict = str(report.get("verdict", "fail")).upper()
+    lines.append(f"audit verdict: {verdict} (recorded when the run ended: embedded chain)")
+    return "\n".join(lines)
 
 
 def _cmd_privacy(args: argparse.Namespace) -> int:
@@ -231,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"simulate": _cmd_simulate, "privacy": _cmd_privacy}
+    handlers = {"simulate": _cmd_simulate, "privacy": _cmd_privacy, "audit": _cmd_audit}
     try:
         return handlers[args.command](args)
     except SecAggError as exc:

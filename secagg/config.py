@@ -123,6 +123,17 @@ class AggregationSection:
 
 
 @dataclass
+class LedgerSection:
+    """[ledger]: the smart contract that records every round, and the blob store beside it."""
+
+    enabled: bool = False
+    rpc_url: str = ""  # JSON-RPC node; "" = the embedded chain (eth-tester on py-evm)
+    epsilon_cap: float = 10.0  # the contract refuses a commit past this cumulative ε
+    reward_per_round: int = 10  # reward tokens (whole units) for each included participant
+    store: str = ""  # blob store folder; "" = <results folder>/store (or a temporary one)
+
+
+@dataclass
 class Config:
     """A whole run: one attribute per TOML section."""
 
@@ -133,6 +144,7 @@ class Config:
     privacy: PrivacySection = field(default_factory=PrivacySection)
     protection: ProtectionSection = field(default_factory=ProtectionSection)
     aggregation: AggregationSection = field(default_factory=AggregationSection)
+    ledger: LedgerSection = field(default_factory=LedgerSection)
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,6 +159,7 @@ _SECTIONS: dict[str, type] = {
     "privacy": PrivacySection,
     "protection": ProtectionSection,
     "aggregation": AggregationSection,
+    "ledger": LedgerSection,
 }
 
 # Allowed values of the string options; one table so the docs, errors and checks agree.
@@ -477,6 +490,17 @@ def validate(config: Config) -> None:
 
     ag = config.aggregation
     _check(ag.server_lr > 0, f"aggregation.server_lr must be > 0, got {ag.server_lr}")
+
+    lg = config.ledger
+    _check(lg.epsilon_cap > 0, f"ledger.epsilon_cap must be > 0, got {lg.epsilon_cap}")
+    _check(
+        lg.reward_per_round >= 0, f"ledger.reward_per_round must be >= 0, got {lg.reward_per_round}"
+    )
+    _check(
+        not lg.enabled or pt.mode != "none",
+        "ledger.enabled needs a protection mode (secagg, secagg+, ckks, paillier): the ledger "
+        "records commitments to hidden updates",
+    )
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

@@ -129,3 +129,19 @@ class HECapacityError(HEError):
 
 class HEValueRangeError(HEError):
     """A value to encrypt lies outside the declared bound: refused, never silently wrapped."""
+
+
+class StorageError(SecAggError):
+    """A blob cannot be stored or fetched (bad identifier, unreachable node, I/O failure)."""
+
+
+class BlobNotFoundError(StorageError):
+    """No blob with this CID is in the store: never put there, deleted, or not yet synced."""
+
+
+class TamperedBlobError(StorageError):
+    """A stored blob no longer hashes to its CID: the bytes were modified or corrupted."""
+
+
+class InvalidCidError(StorageError):
+    """Text that is not a CIDv1 of a raw sha2-256 blob, the only kind this store issues."""

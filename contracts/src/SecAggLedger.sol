@@ -72,6 +72,8 @@ contract SecAggLedger is AccessControl {
     /// @dev What a commit without shares (HE modes: zero root) stores, so that a non-zero
     ///      slot always means "committed". No proof reaches it: {verifyShare} refuses it.
     bytes32 private constant NO_SHARES = bytes32(uint256(1));
+    /// @dev 0x0101...01: the IN_ROUND bit of all 32 participants of a bitmap word.
+    uint256 private constant LOW_BIT_OF_EACH_BYTE = type(uint256).max / 0xff;
 
     // ----------------------------------------------------------------------------------
     // State
@@ -385,7 +387,9 @@ contract SecAggLedger is AccessControl {
     function commit(uint64 roundId, bytes32 blobHash, bytes32 shareRoot, uint64 cumulativeEpsilon)
         external
     {
-        Account memory a = _participant();
+        Account storage account = _accounts[msg.sender];
+        Account memory a = account;
+        if (!a.active) revert AccessControlUnauthorizedAccount(msg.sender, PARTICIPANT_ROLE);
         _openForCommits(roundId);
         (, uint256 shift, uint256 bits) = _slot(roundId, a.index);
         if ((bits >> shift) & IN_ROUND == 0) revert NotInRound(roundId, msg.sender);
@@ -398,7 +402,7 @@ contract SecAggLedger is AccessControl {
             revert EpsilonDecreased(msg.sender, cumulativeEpsilon, a.epsilonSpent);
         }
         roots[a.index] = shareRoot == 0 ? NO_SHARES : shareRoot;
-        _accounts[msg.sender].epsilonSpent = cumulativeEpsilon;
+        account.epsilonSpent = cumulativeEpsilon;
         emit Committed(roundId, msg.sender, blobHash, shareRoot, cumulativeEpsilon);
     }
 
@@ -693,14 +697,15 @@ contract SecAggLedger is AccessControl {
     }
 
     /// @dev Mark `account` SURVIVOR (it must have committed) or DROPPED (it must have
-    ///      advertised keys or committed); either way it must not be listed yet.
+    ///      advertised keys or committed); either way it must not be listed yet. The share
+    ///      root is read only when the flags do not already settle the question.
     function _markListed(uint64 roundId, address account, uint256 flag) private {
         (bool listed, uint32 index, uint256 word, uint256 shift, uint256 bits) =
             _memberSlot(roundId, account);
         uint256 f = bits >> shift;
-        bool committed = listed && _shareRoots[roundId][index] != 0;
-        bool allowed = flag == SURVIVOR ? committed : committed || (listed && f & ADVERTISED != 0);
-        if (!allowed || f & (SURVIVOR | DROPPED) != 0) revert NotAPartition(roundId, account);
+        bool allowed = listed && f & (SURVIVOR | DROPPED) == 0
+            && ((flag == DROPPED && f & ADVERTISED != 0) || _shareRoots[roundId][index] != 0);
+        if (!allowed) revert NotAPartition(roundId, account);
         _flags[roundId][word] = bits | (flag << shift);
     }
 
@@ -736,14 +741,18 @@ contract SecAggLedger is AccessControl {
     }
 
     /// @dev Every active participant (advertised or committed) is a survivor or dropped.
+    ///      Words whose listed participants are all marked are skipped without a loop.
     function _requireActiveListed(uint64 roundId, Round memory r) private view {
         for (uint256 w = r.firstWord; w <= r.lastWord; ++w) {
             uint256 bits = _flags[roundId][w];
-            for (uint256 k = 0; k < 32; ++k) {
-                uint256 f = bits >> (k << 3);
-                if (f & IN_ROUND == 0 || f & (SURVIVOR | DROPPED) != 0) continue;
+            // Bit 0 of byte k set: participant k is in the round but neither survivor
+            // (bit 2) nor dropped (bit 3).
+            uint256 unlisted = bits & ~((bits >> 2) | (bits >> 3)) & LOW_BIT_OF_EACH_BYTE;
+            for (uint256 k = 0; unlisted != 0; ++k) {
+                if ((unlisted >> (k << 3)) & 1 == 0) continue;
+                unlisted &= ~(uint256(1) << (k << 3));
                 uint32 index = uint32((w << 5) | k);
-                if (f & ADVERTISED != 0 || _shareRoots[roundId][index] != 0) {
+                if ((bits >> (k << 3)) & ADVERTISED != 0 || _shareRoots[roundId][index] != 0) {
                     revert NotAPartition(roundId, _accountAt[index]);
                 }
             }

@@ -75,6 +75,31 @@ class HEParams(Protocol):
         ...
 
 
+class CapacityFromBounds:
+    """``capacity`` derived from the fields every parameter set has (mixed into both)."""
+
+    scheme: ClassVar[str]
+    value_bound: float
+    max_summands: int
+
+    @property
+    def slots_per_ciphertext(self) -> int:
+        raise NotImplementedError
+
+    def error_bound(self, summands: int) -> float:
+        raise NotImplementedError
+
+    @property
+    def capacity(self) -> Capacity:
+        return Capacity(
+            self.scheme,
+            self.max_summands,
+            self.value_bound,
+            self.error_bound(self.max_summands),
+            self.slots_per_ciphertext,
+        )
+
+
 def check_values(values: ArrayLike, bound: float) -> np.ndarray:
     """A 1-D float64 copy of ``values``; refuses empty input, NaN/inf and |x| > bound."""
     vector = np.asarray(values, dtype=np.float64)

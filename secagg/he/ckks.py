@@ -93,7 +93,7 @@ from secagg.he.base import (
     CONFIG_MAX_SUMMANDS,
     CONFIG_PRECISION,
     CONFIG_VALUE_BOUND,
-    Capacity,
+    CapacityFromBounds,
     EncryptedVector,
     HEPublicKey,
     HESecretKey,
@@ -176,7 +176,7 @@ def _split_bits(total: int) -> tuple[int, ...] | None:
 
 
 @dataclass(frozen=True)
-class CKKSParams:
+class CKKSParams(CapacityFromBounds):
     """One CKKS parameter set; validated for 128-bit security and for its declared capacity.
 
     ``coeff_mod_bit_sizes`` lists the data primes then the special (key-level) prime.
@@ -331,16 +331,6 @@ class CKKSParams:
 
     def error_bound(self, summands: int) -> float:
         return self.encryption_error_bound(summands) + FLOOD_MAX_SIGMAS * self.flood_sigma
-
-    @property
-    def capacity(self) -> Capacity:
-        return Capacity(
-            SCHEME,
-            self.max_summands,
-            self.value_bound,
-            self.error_bound(self.max_summands),
-            self.slots_per_ciphertext,
-        )
 
 
 def choose_params(

@@ -68,7 +68,7 @@ from secagg.he.base import (
     CONFIG_MAX_SUMMANDS,
     CONFIG_PRECISION,
     CONFIG_VALUE_BOUND,
-    Capacity,
+    CapacityFromBounds,
     EncryptedVector,
     HEPublicKey,
     HESecretKey,
@@ -88,7 +88,7 @@ MAX_SUMMANDS = 2**32 - 1
 
 
 @dataclass(frozen=True)
-class PaillierParams:
+class PaillierParams(CapacityFromBounds):
     """Key size and fixed-point packing of one Paillier parameter set, validated for capacity."""
 
     key_bits: int
@@ -179,16 +179,6 @@ class PaillierParams:
 
     def error_bound(self, summands: int) -> float:
         return summands * 2.0 ** -(self.fraction_bits + 1) + summands * self.value_bound * 2.0**-53
-
-    @property
-    def capacity(self) -> Capacity:
-        return Capacity(
-            SCHEME,
-            self.max_summands,
-            self.value_bound,
-            self.error_bound(self.max_summands),
-            self.slots_per_ciphertext,
-        )
 
 
 def choose_params(

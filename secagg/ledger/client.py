@@ -342,66 +342,93 @@ class LedgerClient:
         fn = self._token_contract().functions.balanceOf(to_checksum_address(account))
         return int(self._call(fn, "balanceOf"))
 
+    def participant_count(self) -> int:
+        """How many participants were ever registered (their indices run 0 .. count - 1)."""
+        return int(self._call(self.contract.functions.participantCount(), "participantCount"))
+
     def round_info(self, round_id: int) -> RoundInfo:
-        """The public record of ``round_id`` (phase NONE if never opened)."""
+        """The public record of ``round_id`` (phase NONE if never opened).
+
+        Deadlines, phase and counts come from contract state; the model and config hashes
+        and the aggregate's CID and hash from the round's events (the contract keeps them
+        in events only, as it never checks them again).
+        """
         r = self._call(self.contract.functions.roundInfo(_uint(round_id, 64)), "roundInfo")
+        opened = aggregated = None
+        if Phase(r[2]) is not Phase.NONE:
+            events = self.round_events(round_id)
+            opened = _last(events, "RoundOpened")
+            aggregated = _last(events, "AggregatePosted")
         return RoundInfo(
             round_id=round_id,
-            model_hash=bytes(r[0]),
-            config_hash=bytes(r[1]),
-            aggregate_cid=bytes(r[2]),
-            aggregate_hash=bytes(r[3]),
-            commit_deadline=int(r[4]),
-            unmask_deadline=int(r[5]),
-            participant_count=int(r[6]),
-            active_count=int(r[7]),
-            committed_count=int(r[8]),
-            phase=Phase(r[9]),
+            model_hash=_arg(opened, "modelHash"),
+            config_hash=_arg(opened, "configHash"),
+            aggregate_cid=_arg(aggregated, "aggregateCid"),
+            aggregate_hash=_arg(aggregated, "aggregateHash"),
+            commit_deadline=int(r[0]),
+            unmask_deadline=int(r[1]),
+            participant_count=int(r[3]),
+            active_count=int(r[4]),
+            committed_count=int(r[5]),
+            phase=Phase(r[2]),
         )
 
     def round_participants(self, round_id: int) -> list[str]:
-        """The list ``round_id`` was opened with."""
+        """The participants of ``round_id``, in registration order (from contract state)."""
         fn = self.contract.functions.roundParticipants(_uint(round_id, 64))
         return _checksummed(self._call(fn, "roundParticipants"))
 
     def member(self, round_id: int, participant: str) -> MemberRecord:
-        """What ``participant`` did in ``round_id``."""
+        """What ``participant`` did in ``round_id``: flags and share root from contract
+        state, keys, blob hash, per-round ε and revealed-shares hash from its events."""
         address = to_checksum_address(participant)
         m = self._call(self.contract.functions.memberOf(_uint(round_id, 64), address), "memberOf")
+        mine = [e for e in self.round_events(round_id) if _party(e) == address]
+        keys = _last(mine, "KeysAdvertised")
+        committed = _last(mine, "Committed")
+        shares = _last(mine, "SharesPosted")
         return MemberRecord(
             round_id=round_id,
             participant=address,
-            encryption_key=bytes(m[0]),
-            masking_key=bytes(m[1]),
-            seed_commitment=bytes(m[2]),
-            blob_hash=bytes(m[3]),
-            share_root=bytes(m[4]),
-            shares_blob_hash=bytes(m[5]),
-            cumulative_epsilon=int(m[6]),
-            in_round=bool(m[7]),
-            advertised=bool(m[8]),
-            committed=bool(m[9]),
-            survivor=bool(m[10]),
-            dropped=bool(m[11]),
-            shares_posted=bool(m[12]),
-            included=bool(m[13]),
-            reward_claimed=bool(m[14]),
+            encryption_key=_arg(keys, "encryptionKey"),
+            masking_key=_arg(keys, "maskingKey"),
+            seed_commitment=_arg(keys, "seedCommitment"),
+            blob_hash=_arg(committed, "blobHash"),
+            share_root=bytes(m[0]),
+            shares_blob_hash=_arg(shares, "sharesBlobHash"),
+            cumulative_epsilon=int(committed.args["cumulativeEpsilon"]) if committed else 0,
+            in_round=bool(m[1]),
+            advertised=bool(m[2]),
+            committed=bool(m[3]),
+            survivor=bool(m[4]),
+            dropped=bool(m[5]),
+            shares_posted=bool(m[6]),
+            included=bool(m[7]),
+            reward_claimed=bool(m[8]),
         )
 
     def key_adverts(self, round_id: int) -> dict[str, KeyAdvert]:
-        """Round keys of every participant that advertised them, read from contract state.
+        """Round keys of every participant that advertised them, in registration order.
 
-        This is where clients get their neighbours' keys: never from the aggregator.
+        This is where clients get their neighbours' keys: from the chain's KeysAdvertised
+        events (emitted only by the contract, once per participant and round), never from
+        the aggregator.
         """
-        adverts: dict[str, KeyAdvert] = {}
-        for participant in self.round_participants(round_id):
-            advert = self.member(round_id, participant).key_advert
-            if advert is not None:
-                adverts[participant] = advert
-        return adverts
+        found: dict[str, KeyAdvert] = {}
+        for event in self.round_events(round_id):
+            if event.name == "KeysAdvertised":
+                who = event.args["participant"]
+                found[who] = KeyAdvert(
+                    participant=who,
+                    encryption_key=event.args["encryptionKey"],
+                    masking_key=event.args["maskingKey"],
+                    seed_commitment=event.args["seedCommitment"],
+                )
+        order = self.round_participants(round_id)
+        return {p: found[p] for p in order if p in found}
 
     def survivor_set(self, round_id: int) -> tuple[list[str], list[str]]:
-        """The posted (survivors, dropped), in participant-list order; empty before posting."""
+        """The posted (survivors, dropped) in registration order; empty before posting."""
         fn = self.contract.functions.survivorSet(_uint(round_id, 64))
         survivors, dropped = self._call(fn, "survivorSet")
         return _checksummed(survivors), _checksummed(dropped)
@@ -591,6 +618,25 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+def _last(events: Iterable[LedgerEvent], name: str) -> LedgerEvent | None:
+    """The latest event called ``name`` (the contract emits each round event once)."""
+    found = None
+    for event in events:
+        if event.name == name:
+            found = event
+    return found
+
+
+def _arg(event: LedgerEvent | None, name: str) -> bytes:
+    """A bytes32 argument of ``event``, or 32 zero bytes when there is no such event."""
+    return bytes(event.args[name]) if event is not None else bytes(32)
+
+
+def _party(event: LedgerEvent) -> str | None:
+    """The participant a per-participant round event is about."""
+    return event.args.get("participant", event.args.get("holder"))
 
 
 def _checksummed(values: Iterable[str]) -> list[str]:

@@ -69,7 +69,11 @@ class LedgerEvent:
 
 @dataclass(frozen=True)
 class RoundInfo:
-    """The contract's public record of one round (``Phase.NONE``: never opened)."""
+    """The public record of one round (``Phase.NONE``: never opened).
+
+    Deadlines, phase and counts are contract state; the hashes come from the round's
+    ``RoundOpened`` and ``AggregatePosted`` events (zeros until emitted).
+    """
 
     round_id: int
     model_hash: bytes
@@ -96,7 +100,12 @@ class KeyAdvert:
 
 @dataclass(frozen=True)
 class MemberRecord:
-    """Everything one participant did in one round, as the contract recorded it."""
+    """Everything one participant did in one round, as the chain recorded it.
+
+    The flags and the share root are contract state (what the contract checks); keys,
+    blob hash, per-round ε and the revealed-shares hash come from the participant's
+    events in that round (zeros when the event was never emitted).
+    """
 
     round_id: int
     participant: str

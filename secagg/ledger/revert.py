@@ -42,7 +42,7 @@ ERROR_CLASSES: dict[str, tuple[type[LedgerError], str]] = {
     "DeadlinePassed": (LedgerDeadlineError, "too late for this round; wait for the next one"),
     "CommitPhaseNotOver": (
         LedgerDeadlineError,
-        "wait until every participant committed or the commit deadline passed",
+        "wait until every participant committed (waitingFor has not) or the commit deadline passed",
     ),
     "AlreadyRegistered": (LedgerReplayError, "a participant registers once; use a new address"),
     "RoundIdNotIncreasing": (
@@ -50,6 +50,11 @@ ERROR_CLASSES: dict[str, tuple[type[LedgerError], str]] = {
         "round ids must exceed the last opened one (read last_round_id)",
     ),
     "KeysAlreadyAdvertised": (LedgerReplayError, "round keys are advertised once per round"),
+    "KeysAfterCommit": (
+        LedgerStateError,
+        "round keys must be advertised before committing: the commit was made with the keys "
+        "known then, so they cannot change or appear afterwards",
+    ),
     "AlreadyCommitted": (LedgerReplayError, "a participant commits once per round"),
     "SharesAlreadyPosted": (LedgerReplayError, "revealed shares are posted once per round"),
     "AlreadyReported": (LedgerReplayError, "this (owner, holder) share was already reported"),
@@ -65,7 +70,8 @@ ERROR_CLASSES: dict[str, tuple[type[LedgerError], str]] = {
     "NotAPartition": (
         LedgerPartitionError,
         "survivors + dropped must list every participant that advertised keys or committed "
-        "exactly once, and survivors must have committed (offender 0x0 = wrong count)",
+        "exactly once, and survivors must have committed (offender: the first address that "
+        "breaks this, or the first active participant left out)",
     ),
     "UnknownRound": (LedgerStateError, "no round with this id was opened"),
     "WrongPhase": (LedgerStateError, "the round is in another phase (read round_info)"),

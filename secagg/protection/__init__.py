@@ -10,6 +10,8 @@ Every hiding mode is a :class:`~secagg.protection.base.SecureSum` wrapped in
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from secagg.aggregation import AggregationRule, FedAvg
 from secagg.config import Config
 from secagg.errors import ConfigError
@@ -24,6 +26,9 @@ from secagg.protection.he import HESum
 from secagg.protection.masking import MaskingSum
 from secagg.protection.plain import PlainProtection
 
+if TYPE_CHECKING:
+    from secagg.ledger.session import LedgerSession
+
 #: Hiding modes by ``protection.mode`` name.
 SECURE_SUMS: dict[str, type[MaskingSum] | type[HESum]] = {
     mode: cls for cls in (MaskingSum, HESum) for mode in cls.MODES
@@ -33,11 +38,17 @@ MODES = ("none", *SECURE_SUMS)
 
 
 def make_protection(
-    config: Config, rule: AggregationRule, client_ids: list[int], dim: int, seed: int
+    config: Config,
+    rule: AggregationRule,
+    client_ids: list[int],
+    dim: int,
+    seed: int,
+    ledger: LedgerSession | None = None,
 ) -> Protection:
     """The protection named by ``protection.mode``, refusing impossible combinations.
 
     ``dim`` is the length of one update; hiding modes sum ``dim + 1`` values (the weight).
+    ``ledger``: record every round on chain (keys and survivor set read from it).
     """
     mode = config.protection.mode
     if mode == "none":
@@ -49,7 +60,7 @@ def make_protection(
         )
     if mode not in SECURE_SUMS:
         raise ConfigError(f"protection.mode = {mode!r} is not one of: {', '.join(MODES)}")
-    secure_sum = SECURE_SUMS[mode](config, client_ids, dim + 1, seed)
+    secure_sum = SECURE_SUMS[mode](config, client_ids, dim + 1, seed, ledger)
     return HiddenFedAvg(mode, rule, secure_sum, config.protection.clip_range)
 
 

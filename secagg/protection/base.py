@@ -44,6 +44,10 @@ class Protection(Protocol):
 
     name: str
 
+    def public_record(self, round_idx: int) -> dict[str, Any]:
+        """The round's public parameters, for the ledger's record and the audit."""
+        ...
+
     def aggregate(
         self,
         updates: Mapping[int, np.ndarray],
@@ -67,6 +71,10 @@ class SecureSum(Protocol):
         self, encodings: Mapping[int, np.ndarray], schedule: DropoutSchedule, round_idx: int
     ) -> SumOutcome: ...
 
+    def public_record(self, round_idx: int) -> dict[str, Any]:
+        """The round's public parameters, for the ledger's record and the audit."""
+        ...
+
 
 class HiddenFedAvg:
     """FedAvg over a :class:`SecureSum`: encode, sum without looking, check, average.
@@ -81,6 +89,9 @@ class HiddenFedAvg:
         self.rule = rule
         self.secure_sum = secure_sum
         self.clip = clip
+
+    def public_record(self, round_idx: int) -> dict[str, Any]:
+        return {"mode": self.name, **self.secure_sum.public_record(round_idx)}
 
     def encode(self, client: int, update: np.ndarray, weight: float, round_idx: int) -> np.ndarray:
         """What one client hands to the protection: ``[w * clip(update), w * c]``."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from secagg.errors import (
 from secagg.he.base import EncryptedVector, HEPublicKey, HESecretKey
 from secagg.protection.base import SumOutcome
 from secagg.protection.dropout import DropoutSchedule
+
+if TYPE_CHECKING:
+    from secagg.ledger.session import LedgerSession
 
 #: The config keys that decide whether a parameter set exists, named in capacity errors.
 _CAPACITY_KEYS = {
@@ -101,9 +104,18 @@ class HESum:
 
     MODES: ClassVar[tuple[str, ...]] = he.SCHEMES
 
-    def __init__(self, config: Config, client_ids: list[int], dim: int, seed: int) -> None:
+    def __init__(
+        self,
+        config: Config,
+        client_ids: list[int],
+        dim: int,
+        seed: int,
+        ledger: LedgerSession | None = None,
+    ) -> None:
         pt = config.protection
         self.mode = pt.mode
+        self.ledger = ledger
+        self.client_ids = list(client_ids)
         self.dim = dim
         n = len(client_ids)
         t = pt.threshold if pt.threshold >= 1 else math.ceil(round(pt.threshold * n, 9))
@@ -124,6 +136,14 @@ class HESum:
             return paillier.load_public_key(public, workers=workers)
         return he.load_public_key(public)
 
+    def public_record(self, round_idx: int) -> dict[str, Any]:
+        """What an auditor needs to redo the aggregator's sum: the public key."""
+        return {
+            "he_public_key": self.key_holder.public_bytes.hex(),
+            "dim": self.dim,
+            "client_ids": self.client_ids,
+        }
+
     def sum(
         self, encodings: Mapping[int, np.ndarray], schedule: DropoutSchedule, round_idx: int
     ) -> SumOutcome:
@@ -135,9 +155,19 @@ class HESum:
             if c not in lost
         }
         encrypt_seconds = (time.process_time() - start) / max(1, len(blobs))
+        if self.ledger is not None:
+            # A client whose commit the contract refuses (its ε cap) is left out.
+            blobs = {
+                c: b
+                for c, b in blobs.items()
+                if self.ledger.commit_blob(round_idx, c, b, bytes(32))
+            }
         start = time.process_time()
         total, included, rejected = self.aggregator.sum(blobs)
         aggregate_seconds = time.process_time() - start
+        if self.ledger is not None:
+            self.ledger.post_survivors(round_idx, included)
+            self.ledger.set_aggregate(round_idx, total.serialize())
         start = time.process_time()
         values = self.key_holder.decrypt_sum(total, len(included))
         decrypt_seconds = time.process_time() - start

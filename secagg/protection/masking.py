@@ -7,7 +7,7 @@ dequantised; the rounding error of n summands is at most n / scale per coordinat
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from secagg.masking.driver import run_round
 from secagg.masking.params import MaskingParams
 from secagg.protection.base import SumOutcome
 from secagg.protection.dropout import DropoutSchedule
+
+if TYPE_CHECKING:
+    from secagg.ledger.session import LedgerSession
 from secagg.quantize import QuantizationSpec, dequantize, error_bound, quantize
 
 
@@ -26,8 +29,16 @@ class MaskingSum:
 
     MODES: ClassVar[tuple[str, ...]] = ("secagg", "secagg+")
 
-    def __init__(self, config: Config, client_ids: list[int], dim: int, seed: int) -> None:
+    def __init__(
+        self,
+        config: Config,
+        client_ids: list[int],
+        dim: int,
+        seed: int,
+        ledger: LedgerSession | None = None,
+    ) -> None:
         pt = config.protection
+        self.ledger = ledger
         self.client_ids = client_ids
         self.dim = dim  # of the encodings: the update plus the weight coordinate
         self.seed = seed
@@ -41,7 +52,9 @@ class MaskingSum:
         # Identity keys, registered once for the whole run (out of band in a deployment).
         self.directory: IdentityDirectory | None = None
         self.identity_keys: dict[int, SigningKey] = {}
-        if pt.consistency == "signatures":
+        # With a ledger the chain is the PKI and the broadcast channel: clients read keys and
+        # the survivor set from the contract, which replaces the signed consistency round.
+        if pt.consistency == "signatures" and ledger is None:
             self.directory, self.identity_keys = IdentityDirectory.generate(client_ids)
         # Size the SecAgg+ graph for the dropout this run will see: the expected rate, or the
         # simulated one compounded over its phases, whichever is larger.
@@ -65,6 +78,20 @@ class MaskingSum:
             identities=self.directory,
         )
 
+    def public_record(self, round_idx: int) -> dict[str, Any]:
+        """What an auditor needs to replay the round's unmasking: the public parameters."""
+        p = self._params(round_idx)
+        return {
+            "client_ids": list(p.client_ids),
+            "dim": p.dim,
+            "threshold": p.threshold,
+            "neighbors": p.neighbors,
+            "bits": p.bits,
+            "round_id": p.round_id,
+            "graph_seed": p.graph_seed.hex(),
+            "clip": self.spec.clip,
+        }
+
     def sum(
         self, encodings: Mapping[int, np.ndarray], schedule: DropoutSchedule, round_idx: int
     ) -> SumOutcome:
@@ -74,8 +101,9 @@ class MaskingSum:
             for c, v in encodings.items()
         }
         params = self._params(round_idx)
+        board = None if self.ledger is None else self.ledger.masking_board(round_idx, params.graph)
         result = run_round(
-            inputs, params, dropouts=schedule.by_phase, identities=self.identity_keys
+            inputs, params, dropouts=schedule.by_phase, identities=self.identity_keys, board=board
         )
         sent = list(result.bytes_sent.values())
         return SumOutcome(
@@ -90,7 +118,9 @@ class MaskingSum:
                 "server_seconds_by_phase": result.server_seconds,
                 "neighbors": params.neighbors,
                 "threshold": params.threshold,
-                "consistency": "signatures" if params.signed else "none",
+                "consistency": "chain"
+                if self.ledger is not None
+                else ("signatures" if params.signed else "none"),
                 "inconsistent_holders": {
                     str(h): owners for h, owners in result.inconsistent_holders.items()
                 },

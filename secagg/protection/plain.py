@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,9 @@ class PlainProtection:
 
     def __init__(self, rule: AggregationRule) -> None:
         self.rule = rule
+
+    def public_record(self, round_idx: int) -> dict[str, Any]:
+        return {"mode": self.name}
 
     def aggregate(
         self,

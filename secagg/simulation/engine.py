@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from secagg.models import build_model, get_flat_params, set_flat_params
 from secagg.protection import make_protection
 from secagg.protection.dropout import draw_schedule
 from secagg.training import LocalTrainer, evaluate
+
+if TYPE_CHECKING:
+    from secagg.ledger.session import LedgerSession
 
 
 @dataclass
@@ -56,6 +59,7 @@ class RoundRecord:
     aborted: str
     seconds: float
     protection: dict[str, Any] = field(default_factory=dict)
+    ledger: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -69,6 +73,10 @@ class SimulationResult:
     initial: dict[str, float]
     params: np.ndarray = field(repr=False)
     output_dir: Path | None = None
+    #: where the run's on-chain record lives (empty without a ledger)
+    ledger: dict[str, Any] = field(default_factory=dict)
+    #: the audit of that record, when the run audited itself (embedded chain)
+    audit: dict[str, Any] = field(default_factory=dict)
 
     @property
     def final(self) -> dict[str, Any]:
@@ -94,6 +102,7 @@ class SimulationResult:
             "initial": self.initial,
             "rounds": [asdict(r) for r in self.rounds],
             "final": self.final,
+            "ledger": self.ledger,
         }
 
 
@@ -159,7 +168,8 @@ def run_simulation(
         for i, client in enumerate(data.clients)
     ]
     rule = make_rule(config.aggregation.rule)
-    protection = make_protection(config, rule, ids, params.size, _derive_seed(seed, 3))
+    ledger = _start_ledger(config, ids, output_dir) if config.ledger.enabled else None
+    protection = make_protection(config, rule, ids, params.size, _derive_seed(seed, 3), ledger)
 
     clients = [
         ClientInfo(
@@ -176,6 +186,8 @@ def run_simulation(
     result = SimulationResult(
         config, data.task, clients, [], initial, params, Path(output_dir) if output_dir else None
     )
+    if ledger is not None:
+        result.ledger = ledger.describe()
     writer = ResultsWriter(result) if output_dir is not None else None
     bar = _ProgressBar(config, len(ids)) if progress else None
 
@@ -200,6 +212,9 @@ def run_simulation(
                 config.protection.dropout_phases,
                 np.random.default_rng(_derive_seed(seed, 4, r)),
             )
+            if ledger is not None:
+                eps = {i: epsilons[names[i]] for i in ids}
+                ledger.round_trained(r, params, eps, weights, protection.public_record(r))
             outcome = protection.aggregate(updates, weights, schedule, r)
             if outcome.update is not None:
                 if not np.all(np.isfinite(outcome.update)):
@@ -220,6 +235,8 @@ def run_simulation(
                 seconds=time.perf_counter() - start,
                 protection=outcome.stats,
             )
+            if ledger is not None:
+                record.ledger = ledger.round_finished(r, outcome.update, outcome.included)
             result.rounds.append(record)
             result.params = params
             if writer is not None:
@@ -231,9 +248,29 @@ def run_simulation(
     finally:
         if bar is not None:
             bar.close()
+    if ledger is not None:
+        from secagg.ledger.audit import audit_run
+
+        # The embedded chain ends with this process: audit it now, from chain and store only.
+        result.audit = audit_run(ledger.aggregator, ledger.store).to_dict()
     if writer is not None:
         writer.write_all()
     return result
+
+
+def _start_ledger(config: Config, ids: list[int], output_dir: str | Path | None) -> LedgerSession:
+    """Deploy the contract and register the consortium; the store beside the results."""
+    from secagg.ledger.session import LedgerSession
+
+    if config.ledger.store:
+        store = Path(config.ledger.store)
+    elif output_dir is not None:
+        store = Path(output_dir) / "store"
+    else:
+        import tempfile
+
+        store = Path(tempfile.mkdtemp(prefix="secagg-store-"))
+    return LedgerSession(config, ids, store)
 
 
 class _ProgressBar:

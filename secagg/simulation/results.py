@@ -71,6 +71,9 @@ class ResultsWriter:
 
     def write_all(self) -> None:
         self.write_metrics()
+        if self.result.audit:
+            text = json.dumps(self.result.audit, indent=2, default=_json_default)
+            write_atomic(self.dir / "audit.json", text + "\n")
         plot_accuracy(self.result, self.dir / "accuracy.png")
         if self.result.config.privacy.mode != "none":
             plot_epsilon(self.result, self.dir / "epsilon.png")

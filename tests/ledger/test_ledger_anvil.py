@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
-from web3.types import Wei
+from web3.types import Nonce, TxParams, Wei
 
 from secagg.errors import LedgerBudgetError, LedgerDeadlineError, LedgerReplayError
 from secagg.ledger import (
@@ -142,3 +142,44 @@ def test_round_on_anvil(anvil_url: str) -> None:
         "AggregatePosted",
         "RewardClaimed",
     ]
+
+
+def test_commit_signed_for_another_chain_id_is_never_executed(anvil_url: str) -> None:
+    """EIP-155: a participant's signed commit is bound to one chain id, so it cannot be
+    replayed on another chain running the same ledger. (The embedded eth-tester chain does
+    not check the chain id of raw transactions, which is why this runs on anvil.)"""
+    w3 = rpc_web3(anvil_url)
+    admin_address, aggregator_address, _ = list(w3.eth.accounts)
+    admin = LedgerClient.deploy(w3, admin=admin_address, epsilon_cap=10**6, reward_per_round=1)
+    admin.grant_role("AGGREGATOR_ROLE", aggregator_address)
+    key = Account.create()
+    w3.eth.send_transaction({"from": admin_address, "to": key.address, "value": Wei(10**18)})
+    admin.register(key.address, share_hash(key.address.encode()))
+    now = block_timestamp(w3)
+    admin.as_sender(aggregator_address).open_round(
+        1,
+        model_hash=b"\x01" * 32,
+        config_hash=b"\x02" * 32,
+        commit_deadline=now + 60,
+        unmask_deadline=now + 120,
+        participants=[key.address],
+    )
+    call = admin.contract.functions.commit(1, b"\x03" * 32, b"\x04" * 32, 1)
+
+    def signed_for(chain_id: int) -> bytes:
+        params: TxParams = {"from": key.address, "nonce": Nonce(0), "chainId": chain_id}
+        tx = call.build_transaction({**params, "gas": 200_000})
+        return bytes(key.sign_transaction(tx).raw_transaction)
+
+    try:  # a node may refuse it at once, or accept it into the pool and never mine it
+        w3.eth.send_raw_transaction(signed_for(w3.eth.chain_id + 1))
+    except Exception as exc:  # any refusal is the expected outcome
+        assert "chain" in str(exc).lower()
+    w3.manager.request_blocking("evm_mine", [])  # type: ignore[arg-type]
+    assert w3.eth.get_transaction_count(key.address) == 0
+    assert not admin.member(1, key.address).committed
+
+    receipt = w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_raw_transaction(signed_for(w3.eth.chain_id)), timeout=30
+    )
+    assert receipt["status"] == 1 and admin.member(1, key.address).committed

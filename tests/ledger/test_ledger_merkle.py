@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from secagg.errors import LedgerInputError
+from secagg.errors import LedgerInputError, LedgerStateError
 from secagg.ledger import MerkleTree, share_hash, share_leaf
 from secagg.ledger.merkle import SHARE_LEAF_TYPES, process_proof, standard_leaf, verify
 
@@ -129,3 +129,75 @@ def test_same_tree_as_openzeppelin_merkle_tree_js(node_tools) -> None:  # type: 
     for leaf, entry in zip(leaves, reference["entries"], strict=True):
         assert "0x" + leaf.hex() == entry["leaf"]
         assert ["0x" + p.hex() for p in tree.proof(leaf)] == entry["proof"]
+
+
+def test_share_proofs_do_not_replay_across_chain_ids(consortium) -> None:  # type: ignore[no-untyped-def]
+    """A share tree is bound to one chain: leaves and proofs made for another chain id do
+    not verify here, and a commitment copied from another chain vouches for nothing here."""
+    c = consortium
+    alice, bob, carol = c.participants[:3]
+    a, b = alice.sender_address, bob.sender_address
+    other_chain = alice.chain_id + 1
+    c.open_round(1, [alice, bob, carol])
+    holders = [p.sender_address for p in (alice, bob, carol)]
+
+    def leaf_on(chain_id: int, owner: str, holder: str) -> bytes:
+        return share_leaf(
+            chain_id=chain_id,
+            ledger=alice.address,
+            round_id=1,
+            owner=owner,
+            holder=holder,
+            **c.share_hashes(owner, holder),
+        )
+
+    # Alice commits her tree for this chain; a leaf + proof from the same tree built for
+    # another chain id (same ledger address, round, parties and shares) does not verify.
+    c.commit(alice, 1)
+    here = c.share_tree(alice, 1)
+    elsewhere = MerkleTree.from_leaves(leaf_on(other_chain, a, h) for h in holders)
+    foreign = leaf_on(other_chain, a, b)
+    assert elsewhere.root != here.root
+    assert verify(elsewhere.proof(foreign), elsewhere.root, foreign)  # valid over there
+    assert not c.outsider.verify_share(1, a, foreign, elsewhere.proof(foreign))
+    assert not c.outsider.verify_share(1, a, foreign, here.proof(leaf_on(alice.chain_id, a, b)))
+    assert alice.share_leaf_on_chain(1, owner=a, holder=b, **c.share_hashes(a, b)) != foreign
+
+    # Bob replays a commitment made on the other chain (its root, same shares): the
+    # contract computes this chain's leaf, which is not in that tree, so a holder revealing
+    # one of those shares is reportable rather than vouched for.
+    bob_elsewhere = MerkleTree.from_leaves(leaf_on(other_chain, b, h) for h in holders)
+    bob.commit(1, blob_hash=c.digest("blob"), share_root=bob_elsewhere.root, cumulative_epsilon=1)
+    c.pass_deadline(1)
+    c.aggregator.post_survivors(1, [a, b], [])
+    alice.post_shares(1, c.digest("alice's revealed shares"))
+    replayed = leaf_on(other_chain, b, a)
+    honest_here = bob.share_leaf(1, owner=b, holder=a, **c.share_hashes(b, a))
+    assert not c.outsider.verify_share(1, b, honest_here, bob_elsewhere.proof(replayed))
+    receipt = c.validator.report_bad_share(
+        1, owner=b, holder=a, proof=bob_elsewhere.proof(replayed), **c.share_hashes(b, a)
+    )
+    assert [e.name for e in receipt.events] == ["BadShareReported"]
+
+
+def test_commit_without_shares_has_no_provable_root(consortium) -> None:  # type: ignore[no-untyped-def]
+    """HE modes commit a zero share root: the commit counts, but no proof can verify
+    against it, including the contract's internal marker for "committed, no shares"."""
+    c = consortium
+    alice, bob = c.participants[:2]
+    a = alice.sender_address
+    c.open_round(1, [alice, bob])
+    alice.commit(1, blob_hash=c.digest("ciphertext"), share_root=bytes(32), cumulative_epsilon=5)
+    record = c.admin.member(1, a)
+    assert record.committed and record.share_root == bytes(32)
+    assert record.blob_hash == c.digest("ciphertext") and record.cumulative_epsilon == 5
+    marker = (1).to_bytes(32, "big")
+    for leaf in (bytes(32), marker, c.leaf(alice, 1, bob.sender_address)):
+        assert not c.outsider.verify_share(1, a, leaf, [])
+    c.commit(bob, 1)
+    c.aggregator.post_survivors(1, [a, bob.sender_address], [])
+    bob.post_shares(1, c.digest("shares"))
+    with pytest.raises(LedgerStateError, match="NoShareRoot"):
+        c.validator.report_bad_share(
+            1, owner=a, holder=bob.sender_address, proof=[], **c.share_hashes(a, "x")
+        )

@@ -62,6 +62,38 @@ def test_unregistered_address_cannot_advertise_or_commit(consortium) -> None:  #
         c.commit(c.outsider, 1)
 
 
+def test_revoked_or_renounced_participant_loses_the_role(consortium) -> None:  # type: ignore[no-untyped-def]
+    """PARTICIPANT_ROLE lives in the participant's account slot (one read per call); revoking
+    or renouncing it through AccessControl must still take effect everywhere."""
+    c = consortium
+    alice, bob = c.participants[:2]
+    a, b = alice.sender_address, bob.sender_address
+    role = c.admin.role_id("PARTICIPANT_ROLE")
+    c.admin._transact(c.admin.contract.functions.revokeRole(role, a), "revokeRole")
+    bob._transact(bob.contract.functions.renounceRole(role, b), "renounceRole")
+    assert not c.admin.has_role("PARTICIPANT_ROLE", a)
+    assert not c.admin.has_role("PARTICIPANT_ROLE", b)
+    with pytest.raises(LedgerInputError, match="NotRegistered"):
+        c.open_round(1, [alice])
+    c.open_round(1, c.participants[2:])
+    for revoked in (alice, bob):
+        with pytest.raises(LedgerAccessError, match="PARTICIPANT_ROLE"):
+            c.commit(revoked, 1)
+    with pytest.raises(LedgerReplayError, match="AlreadyRegistered"):
+        c.admin.register(a, c.digest("a new key"))  # the identity key stays: no comeback
+    names = [e.name for e in c.admin.events()]
+    assert names.count("RoleRevoked") == 2
+
+
+def test_participant_role_changes_are_standard_access_control_events(consortium) -> None:  # type: ignore[no-untyped-def]
+    c = consortium
+    granted = [e for e in c.admin.events() if e.name == "RoleGranted"]
+    participants = {
+        e.args["account"] for e in granted if e.args["role"] == c.admin.role_id("PARTICIPANT_ROLE")
+    }
+    assert participants == set(c.addresses)
+
+
 def test_registered_participant_outside_the_round_cannot_commit(consortium) -> None:  # type: ignore[no-untyped-def]
     c = consortium
     alice, bob = c.participants[:2]
@@ -136,8 +168,9 @@ def test_survivors_wait_for_commits_or_deadline(consortium) -> None:  # type: ig
     alice, bob = c.participants[:2]
     c.open_round(1, [alice, bob])
     c.commit(alice, 1)
-    with pytest.raises(LedgerDeadlineError, match="CommitPhaseNotOver"):
+    with pytest.raises(LedgerDeadlineError, match="CommitPhaseNotOver") as refused:
         c.aggregator.post_survivors(1, [alice.sender_address], [])
+    assert refused.value.error_args["waitingFor"] == bob.sender_address
     c.pass_deadline(1)
     c.aggregator.post_survivors(1, [alice.sender_address], [])  # bob never became active
 
@@ -168,6 +201,21 @@ def test_double_key_advert_refused(consortium) -> None:  # type: ignore[no-untyp
             seed_commitment=c.digest("b2"),
         )
     assert c.admin.key_adverts(1)[alice.sender_address].encryption_key != c.digest("c2")
+
+
+def test_keys_cannot_appear_after_commit(consortium) -> None:  # type: ignore[no-untyped-def]
+    """The masked input and the share tree were made with the keys known at commit time;
+    a client that committed without keys (or with them) cannot advertise keys afterwards."""
+    c = consortium
+    alice = c.participants[0]
+    c.open_round(1)
+    c.commit(alice, 1)
+    with pytest.raises(LedgerStateError, match=r"KeysAfterCommit\(roundId=1"):
+        c.advertise(alice, 1)
+    record = c.admin.member(1, alice.sender_address)
+    assert record.committed and not record.advertised and record.key_advert is None
+    assert alice.sender_address not in c.admin.key_adverts(1)
+    assert "KeysAdvertised" not in [e.name for e in c.admin.round_events(1)]
 
 
 def test_double_shares_and_non_survivor_shares_refused(consortium) -> None:  # type: ignore[no-untyped-def]
@@ -204,18 +252,42 @@ def test_double_reward_claim_refused(consortium) -> None:  # type: ignore[no-unt
     assert alice.reward_balance(alice.sender_address) == c.reward
 
 
-def test_double_survivors_and_aggregate_refused(consortium) -> None:  # type: ignore[no-untyped-def]
+def test_survivor_set_posted_twice_refused(consortium) -> None:  # type: ignore[no-untyped-def]
     c = consortium
-    alice = c.participants[0]
-    c.open_round(1, [alice])
+    alice, bob = c.participants[:2]
+    c.open_round(1, [alice, bob])
     c.commit(alice, 1)
-    c.aggregator.post_survivors(1, [alice.sender_address], [])
+    c.commit(bob, 1)
+    c.aggregator.post_survivors(1, [alice.sender_address], [bob.sender_address])
     with pytest.raises(LedgerStateError, match="WrongPhase"):
-        c.aggregator.post_survivors(1, [alice.sender_address], [])
-    kwargs = {"aggregate_cid": c.digest("cid"), "aggregate_hash": c.digest("h")}
-    c.aggregator.post_aggregate(1, included=[alice.sender_address], **kwargs)
-    with pytest.raises(LedgerStateError, match="WrongPhase"):
-        c.aggregator.post_aggregate(1, included=[alice.sender_address], **kwargs)
+        c.aggregator.post_survivors(1, [alice.sender_address, bob.sender_address], [])
+    assert c.admin.survivor_set(1) == ([alice.sender_address], [bob.sender_address])
+
+
+def test_aggregate_posted_twice_refused(consortium) -> None:  # type: ignore[no-untyped-def]
+    c = consortium
+    alice, bob = c.participants[:2]
+    c.open_round(1, [alice, bob])
+    c.commit(alice, 1)
+    c.commit(bob, 1)
+    c.aggregator.post_survivors(1, [alice.sender_address, bob.sender_address], [])
+    c.aggregator.post_aggregate(
+        1,
+        aggregate_cid=c.digest("cid"),
+        aggregate_hash=c.digest("h"),
+        included=[alice.sender_address],
+    )
+    with pytest.raises(LedgerStateError, match=r"WrongPhase\(roundId=1, expected=UNMASKING"):
+        c.aggregator.post_aggregate(
+            1,
+            aggregate_cid=c.digest("other cid"),
+            aggregate_hash=c.digest("other h"),
+            included=[alice.sender_address, bob.sender_address],
+        )
+    info = c.admin.round_info(1)
+    assert (info.aggregate_cid, info.aggregate_hash) == (c.digest("cid"), c.digest("h"))
+    assert not c.admin.member(1, bob.sender_address).included
+    assert [e.name for e in c.admin.round_events(1)].count("AggregatePosted") == 1
 
 
 def test_aggregate_includes_only_distinct_survivors(consortium) -> None:  # type: ignore[no-untyped-def]
@@ -291,12 +363,15 @@ def test_decreasing_cumulative_epsilon_refused(consortium) -> None:  # type: ign
 @pytest.mark.parametrize(
     ("survivors", "dropped", "offender"),
     [
-        ([0, 1], [], "0x0000000000000000000000000000000000000000"),  # carol and dave missing
+        ([0, 1], [], 2),  # carol (committed) and dave (keys) left out: carol named first
+        ([0, 1, 2], [], 3),  # dave advertised keys: he must be listed as dropped
         ([0, 1], [3, 3], 3),  # dave listed twice (carol missing)
-        ([0, 1, 2, 3], [3], "0x0000000000000000000000000000000000000000"),  # too many
+        ([0, 1, 2, 3], [3], 3),  # dave cannot survive: he never committed
         ([0, 1, 3], [2], 3),  # dave advertised but never committed: cannot survive
         ([0, 1, 2], [0], 0),  # alice in both sets (dave missing)
-        ([0, 1, 2], [4], 4),  # erin was never active
+        ([0, 1, 2], [4], 4),  # erin was listed but never active
+        ([0, 1, 2], [3, 5], 5),  # the outsider was never even in the round
+        ([0, 1, 2, 5], [3], 5),  # ... nor can it survive
         ([0, 0, 2], [3], 0),  # alice twice
         ([0, 1], [2, 3], None),  # the valid partition, for contrast
     ],
@@ -311,9 +386,9 @@ def test_survivors_must_partition_active_participants(  # type: ignore[no-untype
         c.commit(p, 1)
     c.advertise(dave, 1)
     c.pass_deadline(1)
-    addr = c.addresses
+    everyone = [*c.addresses, c.outsider.sender_address]  # index 5: never in the round
     call = lambda: c.aggregator.post_survivors(  # noqa: E731
-        1, [addr[i] for i in survivors], [addr[i] for i in dropped]
+        1, [everyone[i] for i in survivors], [everyone[i] for i in dropped]
     )
     if offender is None:
         call()
@@ -321,9 +396,9 @@ def test_survivors_must_partition_active_participants(  # type: ignore[no-untype
         return
     with pytest.raises(LedgerPartitionError, match="NotAPartition") as refused:
         call()
-    expected = offender if isinstance(offender, str) else addr[offender]
-    assert refused.value.error_args["offender"] == expected
+    assert refused.value.error_args["offender"] == everyone[offender]
     assert c.admin.round_info(1).phase is Phase.OPEN
+    assert c.admin.survivor_set(1) == ([], [])  # no mark of the refused call survives
 
 
 # ----------------------------------------------------------------------------- bad shares
@@ -351,8 +426,9 @@ def test_bad_share_report_needs_a_failing_proof(consortium) -> None:  # type: ig
     forged = {**honest, "b_share_hash": c.digest("a share bob made up")}
     receipt = c.validator.report_bad_share(1, owner=a, holder=b, proof=proof, **forged)
     (event,) = [e for e in receipt.events if e.name == "BadShareReported"]
-    assert event.args["holder"] == b
-    assert event.args["sharesBlobHash"] == c.digest("bob's revealed shares")
+    assert event.args["holder"] == b and event.args["reporter"] == c.validator.sender_address
+    # The auditor finds the holder's revealed-shares blob through its SharesPosted event.
+    assert c.admin.member(1, b).shares_blob_hash == c.digest("bob's revealed shares")
     assert c.admin.bad_share_reports(b) == 1
     with pytest.raises(LedgerReplayError, match="AlreadyReported"):
         c.aggregator.report_bad_share(1, owner=a, holder=b, proof=proof, **forged)

@@ -6,7 +6,13 @@ import pytest
 from eth_account import Account
 from web3.types import Wei
 
-from secagg.errors import LedgerAccessError, LedgerInputError, LedgerReplayError
+from secagg.errors import (
+    LedgerAccessError,
+    LedgerDeadlineError,
+    LedgerInputError,
+    LedgerPartitionError,
+    LedgerReplayError,
+)
 from secagg.ledger import Phase, epsilon_from_fixed, epsilon_to_fixed
 
 
@@ -19,7 +25,7 @@ def test_full_round_happy_path(consortium) -> None:  # type: ignore[no-untyped-d
     # Keys go on chain; every client reads its neighbours' keys from the chain.
     for p in (alice, bob, carol, dave):  # erin drops out before advertising
         c.advertise(p, 1)
-    adverts = erin.key_adverts(1)
+    adverts = erin.key_adverts(1)  # read from the KeysAdvertised events
     assert list(adverts) == c.addresses[:4]
     assert adverts[bob.sender_address].masking_key == c.digest(f"s {bob.sender_address} 1")
 
@@ -73,6 +79,17 @@ def test_full_round_happy_path(consortium) -> None:  # type: ignore[no-untyped-d
         e.args["participant"]: e.args["cumulativeEpsilon"] for e in trail if e.name == "Committed"
     }
     assert committed[bob.sender_address] == 1_250_000
+    # State keeps the flags and roots the contract checks; the rest comes from the events.
+    info = c.validator.round_info(1)
+    assert (info.participant_count, info.active_count, info.committed_count) == (5, 4, 3)
+    assert info.model_hash == c.digest("model 1") and info.config_hash == c.digest("config")
+    record = c.validator.member(1, bob.sender_address)
+    assert record.blob_hash == c.digest(f"blob {bob.sender_address} 1")
+    assert record.share_root == c.share_tree(bob, 1).root
+    assert record.cumulative_epsilon == 1_250_000
+    assert record.shares_blob_hash == c.digest(f"revealed by {bob.sender_address}")
+    assert (record.survivor, record.included, record.reward_claimed) == (True, True, True)
+    assert c.validator.member(1, dave.sender_address).dropped
     survivors_event = next(e for e in trail if e.name == "SurvivorsPosted")
     assert survivors_event.args == {
         "roundId": 1,
@@ -160,3 +177,44 @@ def test_locally_signed_transactions(consortium) -> None:  # type: ignore[no-unt
     assert committed.args["participant"] == key.address
     with pytest.raises(LedgerReplayError, match="AlreadyCommitted"):
         c.commit(hospital, 1)
+
+
+def test_rounds_spanning_several_bitmap_words(consortium) -> None:  # type: ignore[no-untyped-def]
+    """Round membership is a bitmap, 32 participants per storage word: a round whose
+    participants sit in different words behaves exactly like a compact one."""
+    c = consortium
+    fillers = [Account.create().address for _ in range(40)]  # registration indices 5..44
+    for address in fillers:
+        c.admin.register(address, c.digest(f"ed25519 {address}"))
+    key = Account.create()
+    c.w3.eth.send_transaction(
+        {"from": c.admin.sender_address, "to": key.address, "value": Wei(10**18)}
+    )
+    c.admin.register(key.address, c.digest("far away hospital"))  # index 45: second word
+    assert c.admin.participant_count() == 46
+    hospital = c.admin.as_sender(key)
+    alice = c.participants[0]
+    a, h, idle = alice.sender_address, key.address, fillers[30]  # words 0, 1, 1
+    c.open_round(1, [hospital, alice, c.admin.as_sender(idle)])
+    assert c.admin.round_participants(1) == [a, idle, h]  # registration order
+    c.commit(hospital, 1)
+    c.commit(alice, 1)
+    with pytest.raises(LedgerDeadlineError, match="CommitPhaseNotOver") as waiting:
+        c.aggregator.post_survivors(1, [a, h], [])
+    assert waiting.value.error_args["waitingFor"] == idle
+    c.pass_deadline(1)
+    with pytest.raises(LedgerPartitionError, match="NotAPartition") as left_out:
+        c.aggregator.post_survivors(1, [a], [])
+    assert left_out.value.error_args["offender"] == h
+    c.aggregator.post_survivors(1, [h], [a])
+    assert c.admin.survivor_set(1) == ([h], [a])
+    info = c.admin.round_info(1)
+    assert (info.participant_count, info.active_count, info.committed_count) == (3, 2, 2)
+    hospital.post_shares(1, c.digest("shares"))
+    c.aggregator.post_aggregate(
+        1, aggregate_cid=c.digest("cid"), aggregate_hash=c.digest("sum"), included=[h]
+    )
+    hospital.claim_reward(1)
+    assert hospital.reward_balance(h) == c.reward
+    with pytest.raises(LedgerAccessError, match="NotIncluded"):
+        alice.claim_reward(1)

@@ -110,8 +110,8 @@ def test_a_client_that_lies_about_its_weight_changes_nothing(
     # Issue #6: a weight coordinate of -(sum of honest weights) + 1 turned a mean of ~1e-3
     # into ~1e8. The server checks the decoded weights against the declared sample counts,
     # rejects the round by name, records it, and keeps the model.
-    def make_liar(config, rule, client_ids, dim, seed):  # type: ignore[no-untyped-def]
-        honest = make_protection(config, rule, client_ids, dim, seed)
+    def make_liar(config, rule, client_ids, dim, seed, ledger):  # type: ignore[no-untyped-def]
+        honest = make_protection(config, rule, client_ids, dim, seed, ledger)
         return _WeightLiar(honest.name, rule, honest.secure_sum, honest.clip)
 
     monkeypatch.setattr(engine, "make_protection", make_liar)

@@ -1,0 +1,344 @@
+"""The chain side of a run: deploy (or reach) the contract, register the consortium, record rounds.
+
+One :class:`LedgerSession` per run. It is the engine's single seam to the ledger
+(``round_trained`` opens a round, ``round_finished`` posts the aggregate and pays rewards),
+and it hands each protection mode what it needs in between: a :class:`MaskingBoard` (the
+chain as the masking protocol's PKI and broadcast channel) or :meth:`commit_blob` and
+:meth:`post_survivors` for HE, where the sum is over whoever committed.
+
+Every party signs its own transactions with its own local key (eth-account); the node's first
+account only deploys and funds them. Bulk data goes to the content-addressed store; the chain
+holds digests, roots, ε and identifiers. Gas is recorded per operation and round.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3.types import Wei
+
+from secagg.config import Config, config_to_toml
+from secagg.crypto.signing import IdentityDirectory, SigningKey
+from secagg.errors import LedgerBudgetError
+from secagg.ledger.client import LedgerClient
+from secagg.ledger.providers import advance_time, block_timestamp, connect, is_embedded
+from secagg.ledger.records import TxReceipt, epsilon_to_fixed
+from secagg.ledger.roundblobs import (
+    encode_masked_blob,
+    encode_round_config,
+    share_tree,
+)
+from secagg.masking.client import MaskingClient
+from secagg.masking.graph import NeighborGraph
+from secagg.masking.messages import (
+    AdvertiseKeys,
+    ClientMessage,
+    KeyDirectory,
+    MaskedInput,
+    PublicKeys,
+    ServerMessage,
+    UnmaskingRequest,
+    UnmaskingResponse,
+)
+from secagg.masking.params import SERVER_ID
+from secagg.masking.server import UnmaskedSum
+from secagg.storage import LocalBlobStore
+
+#: Wei sent to every party's account so it can pay for its transactions.
+FUNDING_WEI = 10**20
+#: Seconds each round stays open for commits, then for unmasking (simulated rounds are fast).
+COMMIT_WINDOW = 3600
+UNMASK_WINDOW = 7200
+#: Reward tokens have 18 decimals, like ether.
+TOKEN_UNIT = 10**18
+
+
+def digest(data: bytes) -> bytes:
+    """SHA-256: the digest of every blob (what its CID carries and the chain records)."""
+    return hashlib.sha256(data).digest()
+
+
+def update_digest(update: np.ndarray) -> bytes:
+    """The digest of a model update or parameter vector (float32, little-endian)."""
+    return digest(np.ascontiguousarray(update, dtype="<f4").tobytes())
+
+
+@dataclass
+class RoundState:
+    """What the session remembers of one round until the aggregate is posted."""
+
+    chain_round: int
+    epsilons: dict[int, int]  # client -> cumulative ε, fixed point
+    advertised: set[int] = field(default_factory=set)
+    committed: set[int] = field(default_factory=set)
+    refused: dict[int, str] = field(default_factory=dict)  # client -> why its commit failed
+    commit_deadline: int = 0
+    survivors_posted: bool = False
+    aggregate_blob: bytes | None = None
+    gas: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+
+
+class LedgerSession:
+    """The contract, one account per party, and the blob store, for one run."""
+
+    def __init__(
+        self,
+        config: Config,
+        client_ids: list[int],
+        store_dir: str | Path,
+        identity_keys: Mapping[int, SigningKey] | None = None,
+    ) -> None:
+        self.config = config
+        self.w3 = connect(config.ledger.rpc_url)
+        self.store = LocalBlobStore(store_dir)
+        if identity_keys is None:
+            _, generated = IdentityDirectory.generate(client_ids)
+            identity_keys = generated
+        self.identity_keys = dict(identity_keys)
+        funder = self.w3.eth.accounts[0]
+        self.admin = LedgerClient.deploy(
+            self.w3,
+            admin=funder,
+            epsilon_cap=epsilon_to_fixed(config.ledger.epsilon_cap),
+            reward_per_round=config.ledger.reward_per_round * TOKEN_UNIT,
+        )
+        self.setup_gas: dict[str, int] = {}
+        if self.admin.deployment is not None:
+            self.setup_gas["deploy"] = self.admin.deployment.gas_used
+        self._accounts: dict[int | str, LocalAccount] = {"aggregator": Account.create()}
+        for c in client_ids:
+            self._accounts[c] = Account.create()
+        for account in self._accounts.values():
+            self.w3.eth.send_transaction(
+                {"from": funder, "to": account.address, "value": Wei(FUNDING_WEI)}
+            )
+        aggregator = self._accounts["aggregator"]
+        self.setup_gas["grantRole"] = self.admin.grant_role(
+            "AGGREGATOR_ROLE", aggregator.address
+        ).gas_used
+        register = [
+            self.admin.register(self._accounts[c].address, self.identity_keys[c].public).gas_used
+            for c in client_ids
+        ]
+        self.setup_gas["register"] = int(np.median(register))
+        self.aggregator = self.admin.as_sender(aggregator)
+        self.clients = {c: self.admin.as_sender(self._accounts[c]) for c in client_ids}
+        self.address_of = {c: self._accounts[c].address for c in client_ids}
+        self.client_of: dict[str, int] = {a: c for c, a in self.address_of.items()}
+        self.rounds: dict[int, RoundState] = {}
+
+    # ---- what the results folder records ---------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """Where the run's record lives: enough for ``secagg audit`` to find it."""
+        return {
+            "chain": "embedded" if is_embedded(self.w3) else self.config.ledger.rpc_url,
+            "chain_id": self.admin.chain_id,
+            "contract": self.admin.address,
+            "deploy_block": self.admin.from_block,
+            "store": str(self.store.root),
+            "participants": {str(c): a for c, a in self.address_of.items()},
+            "aggregator": self._accounts["aggregator"].address,
+        }
+
+    # ---- the engine's seam ---------------------------------------------------------------
+
+    def round_trained(
+        self,
+        round_idx: int,
+        params: np.ndarray,
+        epsilons: Mapping[int, float | None],
+        weights: Mapping[int, float],
+        record: Mapping[str, object],
+    ) -> None:
+        """Open the round on chain: the global model and the round's rules in the store.
+
+        ``record`` is the protection's public record (what an auditor needs to replay the
+        round); ``weights`` are the sample counts the clients declared in the clear.
+        """
+        chain_round = round_idx + 1  # round ids on chain start at 1 and only increase
+        state = RoundState(
+            chain_round, {c: epsilon_to_fixed(e or 0.0) for c, e in epsilons.items()}
+        )
+        self.rounds[round_idx] = state
+        model_cid = self.store.put(np.ascontiguousarray(params, dtype="<f4").tobytes())
+        rules = encode_round_config(config_to_toml(self.config), record, weights)
+        config_cid = self.store.put(rules)
+        now = block_timestamp(self.w3)
+        state.commit_deadline = now + COMMIT_WINDOW
+        receipt = self.aggregator.open_round(
+            chain_round,
+            model_hash=model_cid.digest,
+            config_hash=config_cid.digest,
+            commit_deadline=now + COMMIT_WINDOW,
+            unmask_deadline=now + COMMIT_WINDOW + UNMASK_WINDOW,
+            participants=[self.address_of[c] for c in sorted(self.address_of)],
+        )
+        state.gas["openRound"].append(receipt.gas_used)
+
+    def round_finished(
+        self, round_idx: int, update: np.ndarray | None, included: Iterable[int]
+    ) -> dict[str, Any]:
+        """Post the aggregate (when there is one), pay the included, and report gas and ε."""
+        state = self.rounds[round_idx]
+        members = sorted(included)
+        if update is not None and state.aggregate_blob is not None:
+            aggregate_cid = self.store.put(state.aggregate_blob)
+            self.store.put(np.ascontiguousarray(update, dtype="<f4").tobytes())
+            receipt = self.aggregator.post_aggregate(
+                state.chain_round,
+                aggregate_cid=aggregate_cid.digest,
+                aggregate_hash=update_digest(update),
+                included=[self.address_of[c] for c in members],
+            )
+            state.gas["postAggregate"].append(receipt.gas_used)
+            for c in members:
+                state.gas["claimReward"].append(
+                    self.clients[c].claim_reward(state.chain_round).gas_used
+                )
+        return self.round_stats(round_idx)
+
+    def round_stats(self, round_idx: int) -> dict[str, Any]:
+        state = self.rounds[round_idx]
+        per_op = {op: int(np.median(g)) for op, g in state.gas.items() if g}
+        client_ops = ("advertiseKeys", "commit", "postShares", "claimReward")
+        per_client = sum(per_op.get(op, 0) for op in client_ops)
+        return {
+            "chain_round": state.chain_round,
+            "gas_median_by_operation": per_op,
+            "gas_per_client": per_client,
+            "gas_total": sum(sum(g) for g in state.gas.values()),
+            "epsilon_on_chain": {
+                str(c): self.clients[c].epsilon_spent(self.address_of[c]) / 1e6
+                for c in sorted(self.clients)
+            },
+            "commits_refused": {str(c): why for c, why in state.refused.items()},
+        }
+
+    # ---- what protection modes call ----------------------------------------------------
+
+    def _record(self, state: RoundState, op: str, receipt: TxReceipt) -> None:
+        state.gas[op].append(receipt.gas_used)
+
+    def commit_blob(self, round_idx: int, client: int, blob: bytes, share_root: bytes) -> bool:
+        """Store ``blob`` and commit to it with the client's cumulative ε; False if refused.
+
+        A refusal (the ε cap, above all) means the client's update must not be used: the
+        contract is what keeps a hospital from being made to overspend.
+        """
+        state = self.rounds[round_idx]
+        cid = self.store.put(blob)
+        try:
+            receipt = self.clients[client].commit(
+                state.chain_round,
+                blob_hash=cid.digest,
+                share_root=share_root,
+                cumulative_epsilon=state.epsilons[client],
+            )
+        except LedgerBudgetError as exc:
+            state.refused[client] = f"{type(exc).__name__}: {exc}"
+            return False
+        self._record(state, "commit", receipt)
+        state.committed.add(client)
+        return True
+
+    def post_survivors(self, round_idx: int, survivors: Iterable[int]) -> list[int]:
+        """Aggregator: post the survivor set (the rest of the active clients dropped)."""
+        state = self.rounds[round_idx]
+        chosen = sorted(survivors)
+        if state.committed != set(self.clients):
+            # Not everyone committed: the set may be posted only once the deadline has passed.
+            # A simulation does not wait: it moves the chain's clock there.
+            wait = state.commit_deadline - block_timestamp(self.w3) + 1
+            if wait > 0:
+                advance_time(self.w3, wait)
+        active = state.advertised | state.committed
+        dropped = sorted(active - set(chosen))
+        receipt = self.aggregator.post_survivors(
+            state.chain_round,
+            [self.address_of[c] for c in chosen],
+            [self.address_of[c] for c in dropped],
+        )
+        self._record(state, "postSurvivors", receipt)
+        state.survivors_posted = True
+        return self.read_survivors(round_idx)
+
+    def read_survivors(self, round_idx: int) -> list[int]:
+        """The survivor set as the chain has it: what every client reads."""
+        survivors, _ = self.aggregator.survivor_set(self.rounds[round_idx].chain_round)
+        return sorted(self.client_of[a] for a in survivors)
+
+    def set_aggregate(self, round_idx: int, blob: bytes) -> None:
+        """The aggregate as the server holds it (masked sum, or ciphertext sum), to post later."""
+        self.rounds[round_idx].aggregate_blob = blob
+
+    def masking_board(self, round_idx: int, graph: NeighborGraph) -> MaskingBoard:
+        return MaskingBoard(self, round_idx, graph)
+
+
+class MaskingBoard:
+    """The chain as the masking protocol's PKI and broadcast channel (a driver ``Board``).
+
+    Keys and the survivor set that clients read come from the contract, never from the server:
+    the server can neither substitute a key nor show different clients different survivors.
+    """
+
+    def __init__(self, session: LedgerSession, round_idx: int, graph: NeighborGraph) -> None:
+        self.session = session
+        self.round_idx = round_idx
+        self.state = session.rounds[round_idx]
+        self.graph = graph
+
+    def publish(self, client: MaskingClient, message: ClientMessage, data: bytes) -> bool:
+        s, state = self.session, self.state
+        c = client.id
+        if isinstance(message, AdvertiseKeys):
+            keys = message.keys
+            receipt = s.clients[c].advertise_keys(
+                state.chain_round,
+                encryption_key=keys.encryption,
+                masking_key=keys.masking,
+                seed_commitment=keys.seed_commitment,
+            )
+            s._record(state, "advertiseKeys", receipt)
+            state.advertised.add(c)
+        elif isinstance(message, MaskedInput):
+            tree = share_tree(s.admin, state.chain_round, s.address_of, c, client.share_commitments)
+            blob = encode_masked_blob(data, client.share_commitments)
+            return s.commit_blob(self.round_idx, c, blob, tree.root)
+        elif isinstance(message, UnmaskingResponse):
+            cid = s.store.put(data)  # the owners' committed digests check every share in it
+            receipt = s.clients[c].post_shares(state.chain_round, cid.digest)
+            s._record(state, "postShares", receipt)
+        return True
+
+    def deliver(self, recipient: int, message: ServerMessage) -> ServerMessage:
+        s, state = self.session, self.state
+        if isinstance(message, KeyDirectory):
+            adverts = s.admin.key_adverts(state.chain_round)
+            keys = {}
+            for peer in sorted(self.graph.neighbors(recipient)):
+                advert = adverts.get(s.address_of[peer])
+                if advert is not None:
+                    keys[peer] = PublicKeys(
+                        advert.encryption_key, advert.masking_key, advert.seed_commitment
+                    )
+            return KeyDirectory(message.round_id, SERVER_ID, recipient, keys)
+        if isinstance(message, UnmaskingRequest):
+            if not state.survivors_posted:
+                survivors = s.post_survivors(self.round_idx, message.survivors)
+            else:
+                survivors = s.read_survivors(self.round_idx)
+            return UnmaskingRequest(message.round_id, SERVER_ID, recipient, tuple(survivors))
+        return message
+
+    def finished(self, result: UnmaskedSum) -> None:
+        self.session.set_aggregate(self.round_idx, result.total.tobytes())
