@@ -181,7 +181,7 @@ def _check_round(
     events: list[LedgerEvent],
     config: RoundConfig,
 ) -> np.ndarray | None:
-    """The per-round checks; returns the posted update when it is there and consistent."""
+    """The per-round checks; returns the posted update (None when none was posted)."""
     commits = {e.args["participant"]: e for e in _events(events, "Committed")}
     blobs: dict[str, bytes] = {}
     for who, commit in commits.items():
@@ -203,31 +203,36 @@ def _check_round(
     mode = str(record.get("mode", ""))
     if mode in ("secagg", "secagg+"):
         total = _replay_masking(audit, ledger, store, events, config, blobs, commits, survivors)
-        if total is None:
-            return None
-        if total.tobytes() != aggregate:
+        if total is not None and total.tobytes() != aggregate:
             audit.fail(
                 "aggregate", "the unmasking redone from the store differs from the posted aggregate"
             )
-            return None
-        audit.ok("aggregate", f"unmasking of {len(survivors)} survivors redone, equal")
-        _check_masked_update(audit, config, total, update, survivors, ledger)
+        elif total is not None:
+            audit.ok("aggregate", f"unmasking of {len(survivors)} survivors redone, equal")
+            _check_masked_update(audit, config, total, update, survivors, ledger)
     elif mode in ("ckks", "paillier"):
         _replay_he(audit, record, blobs, survivors, aggregate, _participants(ledger, config))
         audit.ok("update", "decryption is the key holder's (no threshold decryption): not redone")
     else:
         audit.fail("aggregate", f"unknown protection mode {mode!r} in the round's rules")
-        return None
+    # The posted update is what moved the model, whatever the checks above found.
     return update
 
 
 def _participants(ledger: LedgerClient, config: RoundConfig) -> dict[str, int]:
     """Address -> client id: the clients are the participants in registration order."""
     ids = [int(c) for c in config.protection.get("client_ids", sorted(config.declared_weights))]
-    registered = [
-        e.args["participant"] for e in ledger.events() if e.name == "ParticipantRegistered"
-    ]
-    return dict(zip(registered, ids, strict=False))
+    return dict(zip(_registered(ledger), ids, strict=False))
+
+
+def _registered(ledger: LedgerClient) -> list[str]:
+    cached: list[str] | None = getattr(ledger, "_audit_registered", None)
+    if cached is None:
+        cached = [
+            e.args["participant"] for e in ledger.events() if e.name == "ParticipantRegistered"
+        ]
+        ledger._audit_registered = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def _replay_masking(

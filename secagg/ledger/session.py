@@ -13,12 +13,13 @@ holds digests, roots, ε and identifiers. Gas is recorded per operation and roun
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 from eth_account import Account
@@ -27,7 +28,7 @@ from web3.types import Wei
 
 from secagg.config import Config, config_to_toml
 from secagg.crypto.signing import IdentityDirectory, SigningKey
-from secagg.errors import LedgerBudgetError
+from secagg.errors import LedgerBudgetError, LedgerConnectionError
 from secagg.ledger.client import LedgerClient
 from secagg.ledger.providers import advance_time, block_timestamp, connect, is_embedded
 from secagg.ledger.records import TxReceipt, epsilon_to_fixed
@@ -59,6 +60,26 @@ COMMIT_WINDOW = 3600
 UNMASK_WINDOW = 7200
 #: Reward tokens have 18 decimals, like ether.
 TOKEN_UNIT = 10**18
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _reaching_the_node(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A node that goes away mid-run is a LedgerConnectionError, not a bare socket error."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except OSError as exc:  # requests' connection errors are OSErrors too
+            raise LedgerConnectionError(
+                f"the ledger node cannot be reached ({type(exc).__name__}: {exc}); the run "
+                "stops here, and the rounds it finished are in metrics.json"
+            ) from exc
+
+    return wrapper
 
 
 def digest(data: bytes) -> bytes:
@@ -151,6 +172,7 @@ class LedgerSession:
 
     # ---- the engine's seam ---------------------------------------------------------------
 
+    @_reaching_the_node
     def round_trained(
         self,
         round_idx: int,
@@ -184,6 +206,7 @@ class LedgerSession:
         )
         state.gas["openRound"].append(receipt.gas_used)
 
+    @_reaching_the_node
     def round_finished(
         self, round_idx: int, update: np.ndarray | None, included: Iterable[int]
     ) -> dict[str, Any]:
@@ -228,6 +251,7 @@ class LedgerSession:
     def _record(self, state: RoundState, op: str, receipt: TxReceipt) -> None:
         state.gas[op].append(receipt.gas_used)
 
+    @_reaching_the_node
     def commit_blob(self, round_idx: int, client: int, blob: bytes, share_root: bytes) -> bool:
         """Store ``blob`` and commit to it with the client's cumulative ε; False if refused.
 
@@ -250,6 +274,7 @@ class LedgerSession:
         state.committed.add(client)
         return True
 
+    @_reaching_the_node
     def post_survivors(self, round_idx: int, survivors: Iterable[int]) -> list[int]:
         """Aggregator: post the survivor set (the rest of the active clients dropped)."""
         state = self.rounds[round_idx]
@@ -271,6 +296,7 @@ class LedgerSession:
         state.survivors_posted = True
         return self.read_survivors(round_idx)
 
+    @_reaching_the_node
     def read_survivors(self, round_idx: int) -> list[int]:
         """The survivor set as the chain has it: what every client reads."""
         survivors, _ = self.aggregator.survivor_set(self.rounds[round_idx].chain_round)
@@ -296,7 +322,9 @@ class MaskingBoard:
         self.round_idx = round_idx
         self.state = session.rounds[round_idx]
         self.graph = graph
+        self._adverts: dict[str, Any] | None = None  # read once, when the key phase is over
 
+    @_reaching_the_node
     def publish(self, client: MaskingClient, message: ClientMessage, data: bytes) -> bool:
         s, state = self.session, self.state
         c = client.id
@@ -320,10 +348,13 @@ class MaskingBoard:
             s._record(state, "postShares", receipt)
         return True
 
+    @_reaching_the_node
     def deliver(self, recipient: int, message: ServerMessage) -> ServerMessage:
         s, state = self.session, self.state
         if isinstance(message, KeyDirectory):
-            adverts = s.admin.key_adverts(state.chain_round)
+            if self._adverts is None:
+                self._adverts = dict(s.admin.key_adverts(state.chain_round))
+            adverts = self._adverts
             keys = {}
             for peer in sorted(self.graph.neighbors(recipient)):
                 advert = adverts.get(s.address_of[peer])
@@ -340,5 +371,6 @@ class MaskingBoard:
             return UnmaskingRequest(message.round_id, SERVER_ID, recipient, tuple(survivors))
         return message
 
+    @_reaching_the_node
     def finished(self, result: UnmaskedSum) -> None:
         self.session.set_aggregate(self.round_idx, result.total.tobytes())

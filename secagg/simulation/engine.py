@@ -77,6 +77,8 @@ class SimulationResult:
     ledger: dict[str, Any] = field(default_factory=dict)
     #: the audit of that record, when the run audited itself (embedded chain)
     audit: dict[str, Any] = field(default_factory=dict)
+    #: the live ledger session (its chain, accounts and store), to audit again or inspect
+    ledger_session: LedgerSession | None = field(default=None, repr=False, compare=False)
 
     @property
     def final(self) -> dict[str, Any]:
@@ -188,6 +190,7 @@ def run_simulation(
     )
     if ledger is not None:
         result.ledger = ledger.describe()
+        result.ledger_session = ledger
     writer = ResultsWriter(result) if output_dir is not None else None
     bar = _ProgressBar(config, len(ids)) if progress else None
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
-from collections.abc import Sequence
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from secagg.ledger import (
 CAP = epsilon_to_fixed(3.0)
 REWARD = 10**18
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
+ANVIL = CONTRACTS / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 
 
 def digest(label: str) -> bytes:
@@ -157,3 +161,46 @@ def consortium(_deployed: tuple[Consortium, int]) -> Consortium:
     deployed, snapshot = _deployed
     deployed.w3.provider.ethereum_tester.revert_to_snapshot(snapshot)  # type: ignore[attr-defined]
     return deployed
+
+
+@pytest.fixture
+def anvil_process(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Start anvil on 127.0.0.1 at a port it picks itself; always stop it.
+
+    Its output goes to a file, not a pipe, so a chatty node can never block on a full pipe.
+    """
+    if not ANVIL.is_file():
+        pytest.skip(f"anvil is absent ({ANVIL}): run `npm ci --prefix contracts`")
+    log = tmp_path / "anvil.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [str(ANVIL), "--host", "127.0.0.1", "--port", "0", "--accounts", "3"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    proc.url = _wait_for_listening(proc, log)  # type: ignore[attr-defined]
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def anvil_url(anvil_process: subprocess.Popen[bytes]) -> str:
+    """The JSON-RPC URL of the test's anvil node."""
+    return str(anvil_process.url)  # type: ignore[attr-defined]
+
+
+def _wait_for_listening(proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = re.search(r"Listening on (\S+)", log.read_text(errors="replace"))
+        if found:
+            return "http://" + found.group(1)
+        time.sleep(0.05)
+    pytest.fail("anvil did not start:\n" + log.read_text(errors="replace")[-2000:])

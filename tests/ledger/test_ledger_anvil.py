@@ -6,12 +6,6 @@ returns it, locally signed raw transactions, evm_increaseTime.
 
 from __future__ import annotations
 
-import re
-import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from eth_account import Account
 from web3.types import Nonce, TxParams, Wei
@@ -27,45 +21,6 @@ from secagg.ledger import (
     rpc_web3,
     share_hash,
 )
-
-CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
-ANVIL = CONTRACTS / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
-
-
-@pytest.fixture
-def anvil_url(tmp_path: Path) -> Iterator[str]:
-    """Start anvil on 127.0.0.1 at a port it picks itself; always stop it.
-
-    Its output goes to a file, not a pipe, so a chatty node can never block on a full pipe.
-    """
-    if not ANVIL.is_file():
-        pytest.skip(f"anvil is absent ({ANVIL}): run `npm ci --prefix contracts`")
-    log = tmp_path / "anvil.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [str(ANVIL), "--host", "127.0.0.1", "--port", "0", "--accounts", "3"],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield _wait_for_listening(proc, log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_for_listening(proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        found = re.search(r"Listening on (\S+)", log.read_text(errors="replace"))
-        if found:
-            return "http://" + found.group(1)
-        time.sleep(0.05)
-    pytest.fail("anvil did not start:\n" + log.read_text(errors="replace")[-2000:])
 
 
 def test_round_on_anvil(anvil_url: str) -> None:
