@@ -13,7 +13,9 @@ from secagg.cli import main
 from secagg.privacy import epsilon_for, noise_for
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hospitals.toml"
-FAST = ["--set", "run.rounds=2", "--no-progress"]
+FAST = ["--set", "run.rounds=2", "--no-progress", "--set", "ledger.enabled=false"]
+#: The shipped example as `make demo` runs it (ledger included), only shorter.
+DEMO = ["--set", "run.rounds=2", "--no-progress"]
 
 
 def test_help_explains_simulate_and_privacy(capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,7 +118,7 @@ def test_privacy_needs_the_sampling(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_simulate_writes_results_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert main(["simulate", str(EXAMPLE), *FAST, "--output-dir", str(out)]) == 0
+    assert main(["simulate", str(EXAMPLE), *DEMO, "--output-dir", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "final test accuracy" in printed
     assert "hospital" in printed  # the per-client ε table
@@ -125,9 +127,12 @@ def test_simulate_writes_results_folder(capsys: pytest.CaptureFixture[str], tmp_
     assert len(metrics["rounds"][-1]["epsilon"]) == 10
     for name in ("config.toml", "accuracy.png", "epsilon.png"):
         assert (out / name).stat().st_size > 0
-    # The shipped example runs DP and SecAgg+, and says what the protection cost.
-    assert "protection secagg+ (signatures consistency)" in printed
+    # The shipped example runs DP and SecAgg+ on the ledger, says what the protection cost
+    # and ends with the audit of its on-chain record.
+    assert "protection secagg+ (chain consistency)" in printed
     assert "KiB sent per client per round" in printed
+    assert "audit of 2 rounds from chain and store: PASS" in printed
+    assert json.loads((out / "audit.json").read_text())["verdict"] == "pass"
 
 
 def test_simulate_refuses_an_output_dir_with_results_unless_overwrite(

@@ -222,17 +222,10 @@ def _check_round(
 def _participants(ledger: LedgerClient, config: RoundConfig) -> dict[str, int]:
     """Address -> client id: the clients are the participants in registration order."""
     ids = [int(c) for c in config.protection.get("client_ids", sorted(config.declared_weights))]
-    return dict(zip(_registered(ledger), ids, strict=False))
-
-
-def _registered(ledger: LedgerClient) -> list[str]:
-    cached: list[str] | None = getattr(ledger, "_audit_registered", None)
-    if cached is None:
-        cached = [
-            e.args["participant"] for e in ledger.events() if e.name == "ParticipantRegistered"
-        ]
-        ledger._audit_registered = cached  # type: ignore[attr-defined]
-    return cached
+    registered = [
+        e.args["participant"] for e in ledger.events() if e.name == "ParticipantRegistered"
+    ]
+    return dict(zip(registered, ids, strict=False))
 
 
 def _replay_masking(

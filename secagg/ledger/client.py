@@ -81,6 +81,8 @@ class LedgerClient:
             sender.address if isinstance(sender, LocalAccount) else sender
         )
         self.from_block = from_block
+        self._event_cache: list[LedgerEvent] = []
+        self._scanned_to = from_block  # the first block not read yet
         #: Receipt of the deployment when this client deployed the ledger (gas for benchmarks).
         self.deployment: TxReceipt | None = None
         ledger, token = load_artifact(LEDGER), load_artifact(REWARD_TOKEN)
@@ -485,28 +487,38 @@ class LedgerClient:
     # ------------------------------------------------------------------ events
 
     def events(self, *, round_id: int | None = None) -> list[LedgerEvent]:
-        """The ledger's events since deployment in chain order; only one round's if given."""
-        topics: list[Any] = []
-        if round_id is not None:
-            topics = [None, "0x" + _uint(round_id, 64).to_bytes(32, "big").hex()]
-        params: dict[str, Any] = {
-            "address": self.address,
-            "fromBlock": self.from_block,
-            "toBlock": "latest",
-        }
-        if topics:
-            params["topics"] = topics
-        try:
-            logs = self.w3.eth.get_logs(params)  # type: ignore[arg-type]
-        except (Web3RPCError, ProviderConnectionError, OSError) as exc:
-            raise LedgerConnectionError(
-                f"reading ledger events failed: {exc}; a node that limits log ranges needs "
-                "from_block set to the deployment block"
-            ) from exc
-        decoded = self._decode_logs(logs)
-        if round_id is not None:
-            decoded = tuple(e for e in decoded if e.name in ROUND_EVENTS)
-        return sorted(decoded, key=lambda e: (e.block_number, e.log_index))
+        """The ledger's events since deployment in chain order; only one round's if given.
+
+        Events once mined never change here (the embedded chain and a permissioned chain
+        with immediate finality do not reorganise), so each call fetches only the blocks
+        since the last one: reading the trail every round stays linear in its length.
+        """
+        latest = self.w3.eth.block_number
+        if latest >= self._scanned_to:
+            params: dict[str, Any] = {
+                "address": self.address,
+                "fromBlock": self._scanned_to,
+                "toBlock": latest,
+            }
+            try:
+                logs = self.w3.eth.get_logs(params)  # type: ignore[arg-type]
+            except (Web3RPCError, ProviderConnectionError, OSError) as exc:
+                raise LedgerConnectionError(
+                    f"reading ledger events failed: {exc}; a node that limits log ranges "
+                    "needs from_block set to the deployment block"
+                ) from exc
+            new = sorted(self._decode_logs(logs), key=lambda e: (e.block_number, e.log_index))
+            self._event_cache.extend(new)
+            self._scanned_to = latest + 1
+        if round_id is None:
+            return list(self._event_cache)
+        return [e for e in self._event_cache if e.round_id == round_id and e.name in ROUND_EVENTS]
+
+    def forget_events(self) -> None:
+        """Drop the events read so far: needed after the chain was rewound (a snapshot revert
+        in tests, a reorganisation on a chain without immediate finality)."""
+        self._event_cache = []
+        self._scanned_to = self.from_block
 
     def round_events(self, round_id: int) -> list[LedgerEvent]:
         """The audit trail of one round: every event carrying ``round_id``, in chain order."""

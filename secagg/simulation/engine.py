@@ -255,7 +255,7 @@ def run_simulation(
         from secagg.ledger.audit import audit_run
 
         # The embedded chain ends with this process: audit it now, from chain and store only.
-        result.audit = audit_run(ledger.aggregator, ledger.store).to_dict()
+        result.audit = audit_run(ledger.admin, ledger.store).to_dict()
     if writer is not None:
         writer.write_all()
     return result

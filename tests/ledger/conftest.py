@@ -160,6 +160,9 @@ def consortium(_deployed: tuple[Consortium, int]) -> Consortium:
     """A freshly deployed consortium: the session's chain reverted to just after setup."""
     deployed, snapshot = _deployed
     deployed.w3.provider.ethereum_tester.revert_to_snapshot(snapshot)  # type: ignore[attr-defined]
+    parties = [deployed.admin, deployed.aggregator, deployed.validator, deployed.outsider]
+    for party in [*parties, *deployed.participants]:
+        party.forget_events()  # the chain was rewound: what they read of it is gone
     return deployed
 
 

@@ -26,7 +26,7 @@ DIM = 12  # encodings: 11 update values and the weight coordinate
 
 
 def _he_sum(mode: str, *overrides: str) -> HESum:
-    config = load_config(EXAMPLE, [f"protection.mode={mode}", *overrides])
+    config = load_config(EXAMPLE, [f"protection.mode={mode}", "ledger.enabled=false", *overrides])
     return HESum(config, IDS, DIM, seed=1)
 
 
@@ -115,7 +115,7 @@ def test_a_configuration_that_cannot_hold_the_sum_is_refused_before_any_round(
 
 @pytest.mark.parametrize("mode", ["ckks", "paillier"])
 def test_a_weight_liar_is_rejected_under_encryption_as_under_masking(mode: str) -> None:
-    config = load_config(EXAMPLE, [f"protection.mode={mode}"])
+    config = load_config(EXAMPLE, [f"protection.mode={mode}", "ledger.enabled=false"])
     honest = make_protection(config, FedAvg(), IDS, DIM - 1, seed=1)
     assert isinstance(honest, HiddenFedAvg)
 
@@ -136,7 +136,7 @@ def test_a_weight_liar_is_rejected_under_encryption_as_under_masking(mode: str) 
 
 def test_hospitals_under_ckks_and_paillier_reach_the_plaintext_model() -> None:
     # Same seed, same dropouts: only the encryption's error separates the models.
-    base = ["run.rounds=4"]
+    base = ["run.rounds=4", "ledger.enabled=false"]
     plain = run_simulation(load_config(EXAMPLE, [*base, "protection.mode=none"]))
     for mode in ("ckks", "paillier"):
         result = run_simulation(load_config(EXAMPLE, [*base, f"protection.mode={mode}"]))

@@ -17,7 +17,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hospitals.toml"
 
 
 def _hospitals(*overrides: str):  # type: ignore[no-untyped-def]
-    return load_config(EXAMPLE, list(overrides))
+    # The ledger has its own tests (tests/ledger); here it would only slow the engine's down.
+    return load_config(EXAMPLE, ["ledger.enabled=false", *overrides])
 
 
 def test_same_seed_gives_identical_metrics_twice() -> None:

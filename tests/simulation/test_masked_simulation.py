@@ -19,7 +19,7 @@ from secagg.quantize import QuantizationSpec, error_bound
 from secagg.simulation import engine, run_simulation
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hospitals.toml"
-COMMON = ["privacy.mode=none", "protection.dropout=0.1", "run.seed=3"]
+COMMON = ["privacy.mode=none", "protection.dropout=0.1", "run.seed=3", "ledger.enabled=false"]
 
 
 def _run(mode: str, rounds: int, *extra: str):  # type: ignore[no-untyped-def]
@@ -76,11 +76,13 @@ def test_too_many_dropouts_abort_the_round_and_keep_the_model() -> None:
 def test_dp_and_masking_together_spend_the_same_epsilon_and_reach_the_same_model() -> None:
     # The shipped example: local DP and SecAgg+ with dropouts. Masking must cost no privacy
     # and change the model only by the quantisation error.
-    cfg = load_config(EXAMPLE, ["run.rounds=3"])
+    cfg = load_config(EXAMPLE, ["run.rounds=3", "ledger.enabled=false"])
     assert cfg.privacy.mode == "local-dp" and cfg.protection.mode == "secagg+"
     assert cfg.protection.dropout > 0
     masked = run_simulation(cfg)
-    plain = run_simulation(load_config(EXAMPLE, ["run.rounds=3", "protection.mode=none"]))
+    plain = run_simulation(
+        load_config(EXAMPLE, ["run.rounds=3", "protection.mode=none", "ledger.enabled=false"])
+    )
     assert [r.epsilon for r in masked.rounds] == [r.epsilon for r in plain.rounds]
     assert [r.included for r in masked.rounds] == [r.included for r in plain.rounds]
     assert not any(r.aborted for r in masked.rounds)
@@ -115,7 +117,7 @@ def test_a_client_that_lies_about_its_weight_changes_nothing(
         return _WeightLiar(honest.name, rule, honest.secure_sum, honest.clip)
 
     monkeypatch.setattr(engine, "make_protection", make_liar)
-    cfg = load_config(EXAMPLE, ["run.rounds=2", "privacy.mode=none"])
+    cfg = load_config(EXAMPLE, ["run.rounds=2", "privacy.mode=none", "ledger.enabled=false"])
     result = run_simulation(cfg)
     initial = build_model(
         cfg.model.name, 30, 2, hidden=cfg.model.hidden, seed=engine._derive_seed(cfg.run.seed, 1)
