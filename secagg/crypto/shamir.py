@@ -148,7 +148,12 @@ def interpolate_at(shares: Sequence[Share], x: int, *, prime: int = PRIME) -> in
 
 @lru_cache(maxsize=4096)
 def lagrange_at(xs: tuple[int, ...], x: int, prime: int) -> tuple[int, ...]:
-    """l_i(x) for distinct ``xs``; numerators from prefix/suffix products (no division)."""
+    """l_i(x) for distinct ``xs``: numerators from prefix/suffix products, denominators once.
+
+    The denominators prod_{j != i} (x_i - x_j) depend on ``xs`` alone, so they are inverted
+    once per x-set (:func:`_barycentric_weights`) and shared by every point evaluated
+    against it: a server checking many holders' shares against one set pays O(t) per point.
+    """
     differences = [(x - xj) % prime for xj in xs]
     prefix, suffix = [1], [1]
     for d in differences:
@@ -156,7 +161,13 @@ def lagrange_at(xs: tuple[int, ...], x: int, prime: int) -> tuple[int, ...]:
     for d in reversed(differences):
         suffix.append(suffix[-1] * d % prime)
     suffix.reverse()  # suffix[i] = prod_{j >= i} (x - x_j)
-    numerators = [prefix[i] * suffix[i + 1] % prime for i in range(len(xs))]
+    weights = _barycentric_weights(xs, prime)
+    return tuple(prefix[i] * suffix[i + 1] % prime * weights[i] % prime for i in range(len(xs)))
+
+
+@lru_cache(maxsize=1024)
+def _barycentric_weights(xs: tuple[int, ...], prime: int) -> tuple[int, ...]:
+    """1 / prod_{j != i} (x_i - x_j) for every i, with one modular exponentiation."""
     denominators = []
     for i, xi in enumerate(xs):
         denominator = 1
@@ -164,9 +175,7 @@ def lagrange_at(xs: tuple[int, ...], x: int, prime: int) -> tuple[int, ...]:
             if i != j:
                 denominator *= xi - xj
         denominators.append(denominator % prime)
-    return tuple(
-        n * d % prime for n, d in zip(numerators, _batch_inverse(denominators, prime), strict=True)
-    )
+    return tuple(_batch_inverse(denominators, prime))
 
 
 def _batch_inverse(values: Sequence[int], prime: int = PRIME) -> list[int]:
