@@ -20,6 +20,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) -m benchmarks secagg --quick --json
+	$(PY) -m benchmarks he --quick --json
+	$(PY) -m benchmarks gas --quick --json
 
 setup: $(STAMP)
 
