@@ -49,7 +49,7 @@ from secagg.masking.messages import (
     UnmaskingRequest,
     UnmaskingResponse,
 )
-from secagg.masking.params import SERVER_ID
+from secagg.masking.params import SERVER_ID, share_digest
 from secagg.masking.server import UnmaskedSum
 from secagg.storage import LocalBlobStore
 
@@ -323,6 +323,8 @@ class MaskingBoard:
         self.state = session.rounds[round_idx]
         self.graph = graph
         self._adverts: dict[str, Any] | None = None  # read once, when the key phase is over
+        self._commitments: dict[int, dict[int, tuple[bytes, bytes]]] = {}  # owner -> holder ->
+        self._revealed: dict[int, UnmaskingResponse] = {}  # holder -> what it revealed
 
     @_reaching_the_node
     def publish(self, client: MaskingClient, message: ClientMessage, data: bytes) -> bool:
@@ -341,8 +343,10 @@ class MaskingBoard:
         elif isinstance(message, MaskedInput):
             tree = share_tree(s.admin, state.chain_round, s.address_of, c, client.share_commitments)
             blob = encode_masked_blob(data, client.share_commitments)
+            self._commitments[c] = dict(client.share_commitments)
             return s.commit_blob(self.round_idx, c, blob, tree.root)
         elif isinstance(message, UnmaskingResponse):
+            self._revealed[c] = message
             cid = s.store.put(data)  # the owners' committed digests check every share in it
             receipt = s.clients[c].post_shares(state.chain_round, cid.digest)
             s._record(state, "postShares", receipt)
@@ -374,3 +378,43 @@ class MaskingBoard:
     @_reaching_the_node
     def finished(self, result: UnmaskedSum) -> None:
         self.session.set_aggregate(self.round_idx, result.total.tobytes())
+        for holder, owners in sorted(result.inconsistent_holders.items()):
+            for owner in owners:
+                self._report(owner, holder)
+
+    def _report(self, owner: int, holder: int) -> None:
+        """Put a wrong revealed share on chain as evidence against its holder.
+
+        The leaf built from the digest of what the holder revealed cannot be in the owner's
+        committed tree, so the contract accepts the report (it refuses a proof that holds).
+        An owner that never committed has no tree to prove against: nothing to report.
+        """
+        s, state = self.session, self.state
+        committed = self._commitments.get(owner)
+        revealed = self._revealed.get(holder)
+        if committed is None or revealed is None or holder not in committed:
+            return
+        b_hash, s_hash = committed[holder]
+        if owner in revealed.seed_shares:
+            b_hash = share_digest(revealed.seed_shares[owner])
+        elif owner in revealed.key_shares:
+            s_hash = share_digest(revealed.key_shares[owner])
+        else:
+            return
+        tree = share_tree(s.admin, state.chain_round, s.address_of, owner, committed)
+        genuine = s.admin.share_leaf(
+            state.chain_round,
+            owner=s.address_of[owner],
+            holder=s.address_of[holder],
+            b_share_hash=committed[holder][0],
+            s_share_hash=committed[holder][1],
+        )
+        receipt = s.aggregator.report_bad_share(
+            state.chain_round,
+            owner=s.address_of[owner],
+            holder=s.address_of[holder],
+            b_share_hash=b_hash,
+            s_share_hash=s_hash,
+            proof=tree.proof(genuine),
+        )
+        s._record(state, "reportBadShare", receipt)

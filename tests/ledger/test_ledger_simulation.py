@@ -7,6 +7,7 @@ survivor sets, a coordinator that keeps opening rounds past a hospital's ε budg
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -16,12 +17,14 @@ import numpy as np
 import pytest
 
 from secagg.config import load_config
+from secagg.crypto import shamir
 from secagg.errors import BelowThresholdError, LedgerConnectionError
 from secagg.ledger.audit import audit_run
 from secagg.ledger.session import LedgerSession
 from secagg.masking import driver
+from secagg.masking.client import MaskingClient
 from secagg.masking.driver import run_round
-from secagg.masking.messages import UnmaskingRequest
+from secagg.masking.messages import UnmaskingRequest, UnmaskingResponse
 from secagg.masking.params import MaskingParams
 from secagg.masking.server import MaskingServer
 from secagg.simulation import SimulationResult, run_simulation
@@ -225,3 +228,39 @@ def test_a_chain_that_goes_away_mid_run_stops_it_with_a_clear_error_and_keeps_fi
         run_simulation(config, output_dir=out, on_round=kill_after_first)
     kept = json.loads((out / "metrics.json").read_text())
     assert [r["round"] for r in kept["rounds"]] == [1]
+
+
+def test_a_holder_that_reveals_a_wrong_share_is_corrected_reported_on_chain_and_audited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Hospital 3 shifts the b-share it reveals for hospital 5 by one. The server corrects it
+    # (the sum stays exact) and names 3; the aggregator puts the evidence on chain, where the
+    # contract accepts it because the revealed share is not in 5's committed tree; the audit
+    # fails naming hospital 3.
+    liar, victim = 3, 5
+    honest_unmask = MaskingClient._unmask
+
+    def lying_unmask(self: MaskingClient, message: UnmaskingRequest) -> UnmaskingResponse:
+        reply = honest_unmask(self, message)
+        if self.id != liar or victim not in reply.seed_shares:
+            return reply
+        y = (int.from_bytes(reply.seed_shares[victim], "big") + 1) % shamir.PRIME
+        shifted = {**reply.seed_shares, victim: y.to_bytes(shamir.VALUE_BYTES, "big")}
+        return dataclasses.replace(reply, seed_shares=shifted)
+
+    monkeypatch.setattr(MaskingClient, "_unmask", lying_unmask)
+    result = _run("run.rounds=1", "protection.mode=secagg", "protection.dropout=0")
+    record = result.rounds[0]
+    assert not record.aborted
+    assert record.protection["inconsistent_holders"] == {str(liar): [victim]}
+    session = result.ledger_session
+    assert session is not None
+    reports = [e for e in session.admin.events() if e.name == "BadShareReported"]
+    assert [(r.args["holder"], r.args["owner"]) for r in reports] == [
+        (session.address_of[liar], session.address_of[victim])
+    ]
+    assert session.admin.bad_share_reports(session.address_of[liar]) == 1
+    failed = [c for c in result.audit["checks"] if not c["ok"]]
+    assert [(c["check"], c["participant"]) for c in failed] == [
+        ("revealed-shares", session.address_of[liar])
+    ]
