@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from numbers import Integral, Real
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -41,12 +43,80 @@ def check_updates(updates: Sequence[np.ndarray], weights: Sequence[float]) -> np
     return w
 
 
-def make_rule(name: str) -> AggregationRule:
-    """Build a rule from its configuration name (``aggregation.rule``)."""
-    from secagg.aggregation.fedavg import FedAvg
+def require_int(key: str, value: object, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``, or a ConfigError naming ``aggregation.<key>``."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise ConfigError(f"aggregation.{key} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"aggregation.{key} must be >= {minimum}, got {value}")
+    return int(value)
 
-    rules: dict[str, type] = {"fedavg": FedAvg}
+
+def require_real(
+    key: str, value: object, *, low: float, high: float = math.inf, low_open: bool = False,
+    high_open: bool = True,
+) -> float:
+    """``value`` as a finite float in the given range, or a ConfigError naming the key."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
+        raise ConfigError(f"aggregation.{key} must be a finite number, got {value!r}")
+    x = float(value)
+    too_low = x <= low if low_open else x < low
+    too_high = x >= high if high_open else x > high
+    if too_low or too_high:
+        span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ConfigError(f"aggregation.{key} must be in {span}, got {x:g}")
+    return x
+
+
+#: The ``aggregation.<param>`` keys each rule accepts, by ``aggregation.rule`` name. A config
+#: loader passes exactly these to :func:`make_rule`; any other keyword is refused there.
+RULE_PARAMS: dict[str, tuple[str, ...]] = {
+    "fedavg": (),
+    "krum": ("f",),
+    "multi-krum": ("f", "m"),
+    "median": (),
+    "trimmed-mean": ("trim",),
+    "norm-bound": ("max_norm",),
+    "centered-clipping": ("tau", "iterations"),
+    "fltrust": (),
+}
+
+
+def _rule_classes() -> dict[str, Callable[..., AggregationRule]]:
+    from secagg.aggregation.centered_clipping import CenteredClipping
+    from secagg.aggregation.coordinatewise import CoordinateMedian, TrimmedMean
+    from secagg.aggregation.fedavg import FedAvg
+    from secagg.aggregation.fltrust import FLTrust
+    from secagg.aggregation.krum import Krum, MultiKrum
+    from secagg.aggregation.norm_bound import NormBound
+
+    return {
+        "fedavg": FedAvg,
+        "krum": Krum,
+        "multi-krum": MultiKrum,
+        "median": CoordinateMedian,
+        "trimmed-mean": TrimmedMean,
+        "norm-bound": NormBound,
+        "centered-clipping": CenteredClipping,
+        "fltrust": FLTrust,
+    }
+
+
+def make_rule(name: str, **params: object) -> AggregationRule:
+    """Build a rule from its configuration name (``aggregation.rule``) and parameters.
+
+    ``params`` are the rule's ``aggregation.<param>`` values (:data:`RULE_PARAMS`); a name the
+    rule does not take, or a value out of range, raises :class:`ConfigError` naming the key,
+    so a typo in a config file fails loudly instead of silently running with the default.
+    """
+    rules = _rule_classes()
     if name not in rules:
         raise ConfigError(f"aggregation.rule = {name!r} is not one of: {', '.join(rules)}")
-    rule: AggregationRule = rules[name]()
+    accepted = RULE_PARAMS[name]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        keys = ", ".join(f"aggregation.{k}" for k in unknown)
+        takes = ", ".join(f"aggregation.{k}" for k in accepted) or "no parameters"
+        raise ConfigError(f"{keys} does not apply to aggregation.rule = {name!r} (it takes {takes})")
+    rule: AggregationRule = rules[name](**params)
     return rule
