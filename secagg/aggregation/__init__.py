@@ -3,9 +3,27 @@
 A rule turns the clients' updates into one global update. FedAvg needs only a weighted sum, so
 it also runs under secure aggregation; robust rules (Krum, median, ...) need every individual
 update and therefore plaintext mode — :attr:`AggregationRule.needs_individual_updates` says which.
+Norm bounding is linear after clipping, so it can run under masking if clients clip first.
 """
 
-from secagg.aggregation.base import AggregationRule, make_rule
+from secagg.aggregation.base import RULE_PARAMS, AggregationRule, make_rule
+from secagg.aggregation.centered_clipping import CenteredClipping
+from secagg.aggregation.coordinatewise import CoordinateMedian, TrimmedMean
 from secagg.aggregation.fedavg import FedAvg
+from secagg.aggregation.fltrust import FLTrust
+from secagg.aggregation.krum import Krum, MultiKrum
+from secagg.aggregation.norm_bound import NormBound
 
-__all__ = ["AggregationRule", "FedAvg", "make_rule"]
+__all__ = [
+    "RULE_PARAMS",
+    "AggregationRule",
+    "CenteredClipping",
+    "CoordinateMedian",
+    "FLTrust",
+    "FedAvg",
+    "Krum",
+    "MultiKrum",
+    "NormBound",
+    "TrimmedMean",
+    "make_rule",
+]

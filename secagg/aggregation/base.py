@@ -43,6 +43,11 @@ def check_updates(updates: Sequence[np.ndarray], weights: Sequence[float]) -> np
     return w
 
 
+def stack_updates(updates: Sequence[np.ndarray]) -> np.ndarray:
+    """The (already checked) updates as one float64 (n, d) matrix, so sums do not lose bits."""
+    return np.stack([np.asarray(u, dtype=np.float64) for u in updates])
+
+
 def require_int(key: str, value: object, minimum: int) -> int:
     """``value`` as an int >= ``minimum``, or a ConfigError naming ``aggregation.<key>``."""
     if isinstance(value, bool) or not isinstance(value, Integral):
@@ -53,7 +58,12 @@ def require_int(key: str, value: object, minimum: int) -> int:
 
 
 def require_real(
-    key: str, value: object, *, low: float, high: float = math.inf, low_open: bool = False,
+    key: str,
+    value: object,
+    *,
+    low: float,
+    high: float = math.inf,
+    low_open: bool = False,
     high_open: bool = True,
 ) -> float:
     """``value`` as a finite float in the given range, or a ConfigError naming the key."""
@@ -117,6 +127,8 @@ def make_rule(name: str, **params: object) -> AggregationRule:
     if unknown:
         keys = ", ".join(f"aggregation.{k}" for k in unknown)
         takes = ", ".join(f"aggregation.{k}" for k in accepted) or "no parameters"
-        raise ConfigError(f"{keys} does not apply to aggregation.rule = {name!r} (it takes {takes})")
+        raise ConfigError(
+            f"{keys} does not apply to aggregation.rule = {name!r} (it takes {takes})"
+        )
     rule: AggregationRule = rules[name](**params)
     return rule

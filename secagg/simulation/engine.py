@@ -21,11 +21,12 @@ import torch
 
 from secagg.aggregation import make_rule
 from secagg.config import Config
-from secagg.data import FederatedDataset, load_federated
+from secagg.data import ClientData, FederatedDataset, load_federated
 from secagg.errors import DataError
 from secagg.models import build_model, get_flat_params, set_flat_params
 from secagg.protection import make_protection
 from secagg.protection.dropout import draw_schedule
+from secagg.simulation.clients import ClientFactory, HonestBuilder, honest
 from secagg.training import LocalTrainer, evaluate
 
 if TYPE_CHECKING:
@@ -129,6 +130,7 @@ def run_simulation(
     on_round: ProgressCallback | None = None,
     dataset: FederatedDataset | None = None,
     overwrite: bool = False,
+    client_factory: ClientFactory = honest,
 ) -> SimulationResult:
     """Run ``config.run.rounds`` rounds of federated training and return every metric.
 
@@ -136,6 +138,7 @@ def run_simulation(
     ``config.toml`` and the plots there. ``progress``: draw a live progress bar (rich).
     ``dataset``: reuse an already loaded federation (e.g. across a parameter sweep).
     ``overwrite``: replace the results an ``output_dir`` already holds (refused otherwise).
+    ``client_factory``: decides what each client is (honest by default; attacks wrap them).
     """
     from secagg.simulation.results import ResultsWriter, check_output_dir
 
@@ -158,17 +161,21 @@ def run_simulation(
 
     global_model = model_factory()
     params = get_flat_params(global_model)
-    trainers = [
-        LocalTrainer(
-            client,
-            model_factory,
-            config.training,
-            config.privacy,
-            rounds=config.run.rounds,
-            seed=_derive_seed(seed, 2, i),
-        )
-        for i, client in enumerate(data.clients)
-    ]
+
+    def honest_builder(i: int) -> HonestBuilder:
+        def build(client_data: ClientData) -> LocalTrainer:
+            return LocalTrainer(
+                client_data,
+                model_factory,
+                config.training,
+                config.privacy,
+                rounds=config.run.rounds,
+                seed=_derive_seed(seed, 2, i),
+            )
+
+        return build
+
+    trainers = [client_factory(i, c, honest_builder(i)) for i, c in enumerate(data.clients)]
     rule = make_rule(config.aggregation.rule)
     ledger = _start_ledger(config, ids, output_dir) if config.ledger.enabled else None
     protection = make_protection(config, rule, ids, params.size, _derive_seed(seed, 3), ledger)
