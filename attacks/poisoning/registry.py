@@ -21,8 +21,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from attacks.poisoning.backdoor import CORNERS, backdoor_data, feature_trigger, pixel_trigger
-from attacks.poisoning.backdoor import Trigger as Trigger
+from attacks.poisoning.backdoor import (
+    CORNERS,
+    Trigger,
+    backdoor_data,
+    feature_trigger,
+    pixel_trigger,
+)
 from attacks.poisoning.data_poisoning import flip_labels
 from attacks.poisoning.model_poisoning import (
     PERTURBATIONS,
