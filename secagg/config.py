@@ -120,6 +120,12 @@ class AggregationSection:
 
     rule: str = "fedavg"
     server_lr: float = 1.0
+    f: int = 1  # krum, multi-krum: malicious clients tolerated (needs clients > 2f + 2)
+    m: int = 0  # multi-krum: updates averaged; 0 = n - f
+    trim: float = 0.1  # trimmed-mean: fraction cut from each end, in [0, 0.5)
+    max_norm: float = 1.0  # norm-bound: each update is clipped to this L2 norm
+    tau: float = 1.0  # centered-clipping: clipping radius around the running centre
+    iterations: int = 1  # centered-clipping: clipping steps per round
 
 
 @dataclass
@@ -174,7 +180,16 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "privacy.accountant": ("rdp", "prv"),
     "protection.mode": ("none", "secagg", "secagg+", "ckks", "paillier"),
     "protection.consistency": ("signatures", "none"),
-    "aggregation.rule": ("fedavg",),
+    # fltrust needs a root dataset on the server, which the simulation does not hold yet
+    "aggregation.rule": (
+        "fedavg",
+        "krum",
+        "multi-krum",
+        "median",
+        "trimmed-mean",
+        "norm-bound",
+        "centered-clipping",
+    ),
 }
 
 PHASES_WITH_DROPOUT = (

@@ -40,14 +40,22 @@ def gaussian_noise(shape: tuple[int, ...], sigma: float, rng: np.random.Generato
     return rng.normal(0.0, float(sigma), size=shape).astype(np.float32)
 
 
-def replacement_boost(num_clients: int, server_lr: float = 1.0) -> float:
-    """Boost ``n / η`` of model replacement: after FedAvg over ``n`` clients with server learning
-    rate ``η`` the boosted update replaces the global model (Bagdasaryan et al. 2020, "How To
-    Backdoor Federated Learning", AISTATS)."""
-    if num_clients < 1 or server_lr <= 0:
-        raise ConfigError(
-            f"need num_clients >= 1 and server_lr > 0, got {num_clients}, {server_lr}"
-        )
+def replacement_boost(
+    num_clients: int, server_lr: float = 1.0, weight_share: float | None = None
+) -> float:
+    """Boost ``n / η`` of model replacement: after FedAvg over ``n`` equally weighted clients
+    with server learning rate ``η`` the boosted update replaces the global model (Bagdasaryan et
+    al. 2020, "How To Backdoor Federated Learning", AISTATS). Under sample-weighted FedAvg pass
+    ``weight_share`` (the client's share of the summed weights): the boost is then
+    ``1 / (weight_share · η)``, which is ``n / η`` for equal weights."""
+    if server_lr <= 0:
+        raise ConfigError(f"aggregation.server_lr must be > 0, got {server_lr}")
+    if weight_share is not None:
+        if not 0 < weight_share <= 1:
+            raise ConfigError(f"weight_share must be in (0, 1], got {weight_share}")
+        return 1.0 / (weight_share * server_lr)
+    if num_clients < 1:
+        raise ConfigError(f"need num_clients >= 1, got {num_clients}")
     return num_clients / server_lr
 
 
@@ -102,19 +110,18 @@ def perturbation(benign: np.ndarray, kind: str = "unit") -> np.ndarray:
     raise ConfigError(f"attack.perturbation must be one of {PERTURBATIONS}, got {kind!r}")
 
 
-def _sq_dists(points: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Squared distances, shape (len(points), len(B))."""
-    return (
-        (points**2).sum(axis=1)[:, None] + (B**2).sum(axis=1)[None, :] - 2.0 * points @ B.T
-    ).clip(min=0.0)
+def _sq_dists(x: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Squared distances from ``x`` to each row of ``B``, by direct differences (the
+    ``|x|² + |b|² - 2x·b`` shortcut cancels badly when updates are close together)."""
+    return ((B - x) ** 2).sum(axis=1)
 
 
 def _objective(B: np.ndarray, mode: str) -> tuple[float, Callable[[np.ndarray], float]]:
-    pairwise = _sq_dists(B, B)
+    pairwise = np.stack([_sq_dists(b, B) for b in B])
     if mode == "min-max":
-        return float(pairwise.max()), lambda x: float(_sq_dists(x[None, :], B).max())
+        return float(pairwise.max()), lambda x: float(_sq_dists(x, B).max())
     if mode == "min-sum":
-        return float(pairwise.sum(axis=1).max()), lambda x: float(_sq_dists(x[None, :], B).sum())
+        return float(pairwise.sum(axis=1).max()), lambda x: float(_sq_dists(x, B).sum())
     raise ValueError(f"mode must be 'min-max' or 'min-sum', got {mode!r}")
 
 

@@ -9,8 +9,8 @@ is decided by a :data:`ClientFactory` handed to :func:`~secagg.simulation.run_si
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -36,6 +36,16 @@ HonestBuilder = Callable[[ClientData], LocalTrainer]
 
 #: Decides what client ``index`` is: ``factory(index, data, build_honest) -> Client``.
 ClientFactory = Callable[[int, ClientData, HonestBuilder], Client]
+
+
+@runtime_checkable
+class RoundAware(Protocol):
+    """A client factory whose clients act together once everyone has trained in a round
+    (colluding attackers); the engine hands it every result and uses what it returns."""
+
+    def after_training(
+        self, round_idx: int, results: Mapping[int, LocalResult]
+    ) -> dict[int, LocalResult]: ...
 
 
 def honest(index: int, data: ClientData, build: HonestBuilder) -> Client:

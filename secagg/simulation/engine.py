@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from secagg.aggregation import make_rule
+from secagg.aggregation import RULE_PARAMS, make_rule
 from secagg.config import Config
 from secagg.data import ClientData, FederatedDataset, load_federated
 from secagg.errors import DataError
 from secagg.models import build_model, get_flat_params, set_flat_params
 from secagg.protection import make_protection
 from secagg.protection.dropout import draw_schedule
-from secagg.simulation.clients import ClientFactory, HonestBuilder, honest
+from secagg.simulation.clients import ClientFactory, HonestBuilder, RoundAware, honest
 from secagg.training import LocalTrainer, evaluate
 
 if TYPE_CHECKING:
@@ -176,7 +176,8 @@ def run_simulation(
         return build
 
     trainers = [client_factory(i, c, honest_builder(i)) for i, c in enumerate(data.clients)]
-    rule = make_rule(config.aggregation.rule)
+    ag = config.aggregation
+    rule = make_rule(ag.rule, **{k: getattr(ag, k) for k in RULE_PARAMS[ag.rule]})
     ledger = _start_ledger(config, ids, output_dir) if config.ledger.enabled else None
     protection = make_protection(config, rule, ids, params.size, _derive_seed(seed, 3), ledger)
 
@@ -208,14 +209,18 @@ def run_simulation(
             weights: dict[int, float] = {}
             train_losses: list[float] = []
             epsilons: dict[str, float | None] = {}
+            results = {}
             for i, trainer in enumerate(trainers):
-                local = trainer.train(params, r)
+                results[i] = trainer.train(params, r)
+                if bar is not None:
+                    bar.client_done()
+            if isinstance(client_factory, RoundAware):  # clients that act together
+                results = client_factory.after_training(r, results)
+            for i, local in results.items():
                 updates[i] = local.update
                 weights[i] = float(local.num_samples)
                 train_losses.append(local.train_loss)
                 epsilons[names[i]] = local.epsilon
-                if bar is not None:
-                    bar.client_done()
             schedule = draw_schedule(
                 ids,
                 config.protection.dropout,
