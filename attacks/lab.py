@@ -1,0 +1,388 @@
+"""The poisoning lab: a grid of attacks x defences x malicious fraction x DP x protection x seeds.
+
+``secagg attack CONFIG.toml`` reads a run configuration (the same sections as ``secagg
+simulate``) plus a ``[grid]`` section, runs every cell through the real pipeline, and writes
+
+- ``cells.csv``: one row per cell, appended as each finishes, so an interrupted grid resumes
+  where it stopped (finished cells are read back, never run again);
+- ``table.md``: median and spread (min-max) over seeds of accuracy and attack success;
+- ``accuracy.png`` / ``attack_success.png``: each against the malicious fraction, one line per
+  defence, one panel per attack.
+
+A cell whose defence needs individual updates while its protection hides them is recorded as
+not applicable, with the reason, and never silently run with FedAvg instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import tomllib
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import numpy as np
+
+from attacks.poisoning.backdoor import apply_trigger
+from attacks.poisoning.clients import Poisoners
+from attacks.poisoning.registry import ATTACKS, Backdoor, build_attack
+from attacks.poisoning.selection import choose_malicious
+from secagg.aggregation import RULE_PARAMS, make_rule
+from secagg.config import CHOICES, Config, apply_overrides, config_from_dict
+from secagg.data import FederatedDataset, load_federated
+from secagg.errors import ConfigError, SecAggError
+from secagg.models import build_model, set_flat_params
+from secagg.simulation import run_simulation
+from secagg.training import evaluate
+
+GRID_KEYS = ("attacks", "rules", "malicious_fractions", "privacy", "protection", "seeds")
+CSV_FIELDS = (
+    "attack",
+    "rule",
+    "malicious_fraction",
+    "privacy",
+    "protection",
+    "seed",
+    "status",
+    "accuracy",
+    "attack_success",
+    "knowledge",
+    "malicious",
+    "reason",
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    attack: str
+    rule: str
+    malicious_fraction: float
+    privacy: str
+    protection: str
+    seed: int
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return tuple(str(v) for v in asdict(self).values())
+
+
+@dataclass(frozen=True)
+class Grid:
+    base: dict[str, Any]  # the run configuration, as parsed TOML
+    attacks: tuple[str, ...]
+    rules: tuple[str, ...]
+    malicious_fractions: tuple[float, ...]
+    privacy: tuple[str, ...]
+    protection: tuple[str, ...]
+    seeds: tuple[int, ...]
+    attack_params: dict[str, dict[str, Any]]
+
+    def cells(self) -> list[Cell]:
+        product = itertools.product(
+            self.attacks,
+            self.rules,
+            self.malicious_fractions,
+            self.privacy,
+            self.protection,
+            self.seeds,
+        )
+        return [Cell(*values) for values in product]
+
+
+def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
+    """Read a lab configuration: a run configuration plus ``[grid]``, with one-line errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"lab config not found: {p}")
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    grid = raw.pop("grid", None)
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{p}: needs a [grid] section ({', '.join(GRID_KEYS)})")
+    base = apply_overrides(raw, overrides)
+    config_from_dict(base)  # the base must be a valid run configuration on its own
+    params = grid.pop("attack_params", {})
+    unknown = sorted(set(grid) - set(GRID_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown key(s) grid.{', grid.'.join(unknown)}; allowed: {GRID_KEYS}")
+
+    def listed(key: str, allowed: Sequence[Any] | None, kind: type) -> tuple[Any, ...]:
+        values = grid.get(key)
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"grid.{key} must be a non-empty list")
+        for v in values:
+            ok = not isinstance(v, bool) and (
+                isinstance(v, kind) or (kind is float and isinstance(v, int))
+            )
+            if not ok or (allowed is not None and v not in allowed):
+                hint = f"; allowed: {', '.join(map(str, allowed))}" if allowed else ""
+                raise ConfigError(f"grid.{key}: {v!r} is not allowed{hint}")
+        return tuple(float(v) if kind is float else v for v in values)
+
+    attacks = listed("attacks", ("none", *ATTACKS), str)
+    fractions = listed("malicious_fractions", None, float)
+    if any(not 0 <= f < 1 for f in fractions):
+        raise ConfigError("grid.malicious_fractions must lie in [0, 1)")
+    if not isinstance(params, dict) or any(
+        name not in ATTACKS or not isinstance(v, dict) for name, v in params.items()
+    ):
+        raise ConfigError("grid.attack_params maps attack names to tables of their parameters")
+    for name, table in params.items():
+        build_attack(name, table, n_classes=None if name != "label-flip" else 2)
+    return Grid(
+        base,
+        attacks,
+        listed("rules", CHOICES["aggregation.rule"], str),
+        fractions,
+        listed("privacy", CHOICES["privacy.mode"], str),
+        listed("protection", CHOICES["protection.mode"], str),
+        listed("seeds", None, int),
+        {k: dict(v) for k, v in params.items()},
+    )
+
+
+def _config(grid: Grid, cell: Cell) -> Config:
+    merged = apply_overrides(
+        grid.base,
+        [
+            f"aggregation.rule={cell.rule}",
+            f"privacy.mode={cell.privacy}",
+            f"protection.mode={cell.protection}",
+            f"run.seed={cell.seed}",
+            "ledger.enabled=false",
+        ],
+    )
+    return config_from_dict(merged)
+
+
+def not_applicable(config: Config) -> str:
+    """Why a cell cannot run ('' if it can): a defence that needs what the protection hides."""
+    ag = config.aggregation
+    rule = make_rule(ag.rule, **{k: getattr(ag, k) for k in RULE_PARAMS[ag.rule]})
+    if config.protection.mode != "none" and (rule.needs_individual_updates or ag.rule != "fedavg"):
+        return (
+            f"{ag.rule} needs every individual update, which {config.protection.mode} hides "
+            "(under hiding modes the defences are clipping, DP and the aggregate checks)"
+        )
+    return ""
+
+
+def attack_success(
+    attack: Any, dataset: FederatedDataset, config: Config, params: np.ndarray
+) -> float:
+    """Backdoor: the share of triggered test inputs of other classes classified as the target."""
+    if not isinstance(attack, Backdoor):
+        return math.nan
+    keep = dataset.y_test != attack.target
+    if not keep.any():
+        return math.nan
+    model = build_model(
+        config.model.name, dataset.n_features, dataset.n_classes, hidden=config.model.hidden
+    )
+    set_flat_params(model, params)
+    triggered = apply_trigger(dataset.X_test[keep], attack.pattern())
+    target = np.full(int(keep.sum()), attack.target, dtype=np.int64)
+    return float(evaluate(model, triggered, target)["accuracy"])
+
+
+def run_cell(grid: Grid, cell: Cell, dataset: FederatedDataset) -> dict[str, Any]:
+    config = _config(grid, cell)
+    row: dict[str, Any] = {**asdict(cell), "status": "ok", "accuracy": "", "attack_success": ""}
+    row.update(knowledge="", malicious=0, reason="")
+    reason = not_applicable(config)
+    if reason:
+        return {**row, "status": "n/a", "reason": reason}
+    n = len(dataset.clients)
+    factory = None
+    attack = None
+    if cell.attack != "none" and cell.malicious_fraction > 0:
+        attack = build_attack(
+            cell.attack, grid.attack_params.get(cell.attack, {}), n_classes=dataset.n_classes
+        )
+        malicious = choose_malicious(range(n), cell.malicious_fraction, cell.seed)
+        factory = Poisoners(attack, malicious, num_clients=n, seed=cell.seed)
+        row.update(malicious=len(malicious), knowledge=factory.sees)
+    try:
+        if factory is None:
+            result = run_simulation(config, dataset=dataset)
+        else:
+            result = run_simulation(config, dataset=dataset, client_factory=factory)
+    except SecAggError as exc:
+        return {**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+    row["accuracy"] = result.final["accuracy"]
+    if attack is not None:
+        success = attack_success(attack, dataset, config, result.params)
+        row["attack_success"] = "" if math.isnan(success) else success
+    return row
+
+
+def finished_cells(path: Path) -> dict[tuple[str, ...], dict[str, str]]:
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {tuple(r[k] for k in CSV_FIELDS[:6]): r for r in rows}
+
+
+def run_grid(
+    grid: Grid,
+    out: str | Path,
+    *,
+    progress: bool = False,
+    on_cell: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, str]]:
+    """Run every cell not already in ``out/cells.csv``; write the table and the plots."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "cells.csv"
+    done = finished_cells(csv_path)
+    todo = [c for c in grid.cells() if c.key not in done]
+    datasets: dict[int, FederatedDataset] = {}
+    new_file = not csv_path.is_file()
+    with csv_path.open("a", newline="") as f, _bar(progress, len(grid.cells()), len(done)) as bar:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        if new_file:
+            writer.writeheader()
+        for cell in todo:
+            if cell.seed not in datasets:
+                base = config_from_dict(grid.base)
+                datasets[cell.seed] = load_federated(base.data, cell.seed)
+            row = run_cell(grid, cell, datasets[cell.seed])
+            writer.writerow(row)
+            f.flush()
+            bar(row)
+            if on_cell is not None:
+                on_cell(row)
+    rows = list(finished_cells(csv_path).values())
+    write_table(rows, out / "table.md")
+    plot(rows, out)
+    return rows
+
+
+class _NoBar:
+    def __init__(self, *_: object) -> None:
+        pass
+
+    def __enter__(self) -> Callable[[dict[str, Any]], None]:
+        return lambda row: None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _RichBar:
+    def __init__(self, total: int, done: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.progress = Progress(
+            TextColumn("cells"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[s]}")
+        )
+        self.task = self.progress.add_task("cells", total=total, completed=done, s="")
+
+    def __enter__(self) -> Callable[[dict[str, Any]], None]:
+        self.progress.start()
+
+        def advance(row: dict[str, Any]) -> None:
+            what = (
+                f"{row['attack']} vs {row['rule']} @ {row['malicious_fraction']}: {row['status']}"
+            )
+            self.progress.update(self.task, advance=1, s=what)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+def _bar(progress: bool, total: int, done: int) -> _NoBar | _RichBar:
+    return _RichBar(total, done) if progress else _NoBar()
+
+
+def _numbers(values: Sequence[str]) -> list[float]:
+    return [float(v) for v in values if v not in ("", None)]
+
+
+def summarize(rows: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
+    """Median and min-max over seeds, per (attack, rule, fraction, privacy, protection)."""
+    groups: dict[tuple[str, ...], list[Mapping[str, str]]] = defaultdict(list)
+    for r in rows:
+        groups[tuple(r[k] for k in CSV_FIELDS[:5])].append(r)
+    summary = []
+    for key, members in sorted(groups.items()):
+        entry: dict[str, Any] = dict(zip(CSV_FIELDS[:5], key, strict=True))
+        entry["status"] = members[0]["status"]
+        entry["seeds"] = len(members)
+        for metric in ("accuracy", "attack_success"):
+            values = _numbers([m[metric] for m in members])
+            entry[metric] = (median(values), min(values), max(values)) if values else None
+        entry["reason"] = members[0]["reason"]
+        summary.append(entry)
+    return summary
+
+
+def _cell_text(stat: tuple[float, float, float] | None) -> str:
+    if stat is None:
+        return "-"
+    mid, lo, hi = stat
+    return f"{mid:.3f} ({lo:.3f}-{hi:.3f})"
+
+
+def write_table(rows: Sequence[Mapping[str, str]], path: Path) -> None:
+    lines = [
+        "| attack | defence | malicious | privacy | protection | accuracy, median (min-max) "
+        "| attack success | seeds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for e in summarize(rows):
+        if e["status"] == "n/a":
+            acc, success = "n/a", e["reason"]
+        else:
+            acc, success = _cell_text(e["accuracy"]), _cell_text(e["attack_success"])
+        lines.append(
+            f"| {e['attack']} | {e['rule']} | {e['malicious_fraction']} | {e['privacy']} | "
+            f"{e['protection']} | {acc} | {success} | {e['seeds']} |"
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot(rows: Sequence[Mapping[str, str]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = [e for e in summarize(rows) if e["status"] == "ok"]
+    attacks = sorted({e["attack"] for e in summary})
+    for metric, name in (("accuracy", "accuracy.png"), ("attack_success", "attack_success.png")):
+        fig, axes = plt.subplots(
+            1, max(1, len(attacks)), figsize=(4 * max(1, len(attacks)), 3.2), squeeze=False
+        )
+        for ax, attack in zip(axes[0], attacks, strict=False):
+            lines: dict[str, list[tuple[float, float]]] = defaultdict(list)
+            for e in summary:
+                if e["attack"] == attack and e[metric] is not None:
+                    label = f"{e['rule']} ({e['privacy']}, {e['protection']})"
+                    lines[label].append((float(e["malicious_fraction"]), e[metric][0]))
+            for label, points in sorted(lines.items()):
+                xs, ys = zip(*sorted(points), strict=True)
+                ax.plot(xs, ys, marker="o", label=label)
+            ax.set_title(attack)
+            ax.set_xlabel("malicious fraction")
+            ax.set_ylabel(metric.replace("_", " "))
+            ax.set_ylim(-0.02, 1.02)
+        if any(ax.has_data() for ax in axes[0]):
+            axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+
+
+def cells_in(path: Path) -> Iterator[dict[str, str]]:
+    yield from finished_cells(path / "cells.csv").values()
