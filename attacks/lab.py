@@ -10,7 +10,8 @@ simulate``) plus a ``[grid]`` section, runs every cell through the real pipeline
   defence, one panel per attack.
 
 A cell whose defence needs individual updates while its protection hides them is recorded as
-not applicable, with the reason, and never silently run with FedAvg instead.
+not applicable, with the reason, and never silently run with FedAvg instead. Norm bounding
+runs under every protection: clients clip their own updates before hiding them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 
 from attacks.poisoning.backdoor import apply_trigger
 from attacks.poisoning.clients import Poisoners
-from attacks.poisoning.registry import ATTACKS, Backdoor, build_attack
+from attacks.poisoning.registry import ATTACKS, Backdoor, LabelFlip, build_attack
 from attacks.poisoning.selection import choose_malicious
 from secagg.aggregation import RULE_PARAMS, make_rule
 from secagg.config import CHOICES, Config, apply_overrides, config_from_dict
@@ -166,7 +167,7 @@ def not_applicable(config: Config) -> str:
     """Why a cell cannot run ('' if it can): a defence that needs what the protection hides."""
     ag = config.aggregation
     rule = make_rule(ag.rule, **{k: getattr(ag, k) for k in RULE_PARAMS[ag.rule]})
-    if config.protection.mode != "none" and (rule.needs_individual_updates or ag.rule != "fedavg"):
+    if config.protection.mode != "none" and rule.needs_individual_updates:
         return (
             f"{ag.rule} needs every individual update, which {config.protection.mode} hides "
             "(under hiding modes the defences are clipping, DP and the aggregate checks)"
@@ -177,19 +178,29 @@ def not_applicable(config: Config) -> str:
 def attack_success(
     attack: Any, dataset: FederatedDataset, config: Config, params: np.ndarray
 ) -> float:
-    """Backdoor: the share of triggered test inputs of other classes classified as the target."""
-    if not isinstance(attack, Backdoor):
+    """How far the attacker got its way (NaN for untargeted attacks).
+
+    Backdoor: the share of triggered test inputs of other classes classified as the target.
+    Targeted label flip: the share of the source class's test inputs classified as the target.
+    """
+    if isinstance(attack, Backdoor):
+        keep = dataset.y_test != attack.target
+        inputs = apply_trigger(dataset.X_test[keep], attack.pattern())
+        target = attack.target
+    elif isinstance(attack, LabelFlip) and attack.source is not None:
+        keep = dataset.y_test == attack.source
+        inputs = dataset.X_test[keep]
+        target = int(attack.target or 0)
+    else:
         return math.nan
-    keep = dataset.y_test != attack.target
     if not keep.any():
         return math.nan
     model = build_model(
         config.model.name, dataset.n_features, dataset.n_classes, hidden=config.model.hidden
     )
     set_flat_params(model, params)
-    triggered = apply_trigger(dataset.X_test[keep], attack.pattern())
-    target = np.full(int(keep.sum()), attack.target, dtype=np.int64)
-    return float(evaluate(model, triggered, target)["accuracy"])
+    labels = np.full(int(keep.sum()), target, dtype=np.int64)
+    return float(evaluate(model, inputs, labels)["accuracy"])
 
 
 def run_cell(grid: Grid, cell: Cell, dataset: FederatedDataset) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from secagg.aggregation import AggregationRule, FedAvg
+from secagg.aggregation.norm_bound import NormBound
 from secagg.config import Config
 from secagg.errors import ConfigError
 from secagg.protection.base import (
@@ -53,15 +54,20 @@ def make_protection(
     mode = config.protection.mode
     if mode == "none":
         return PlainProtection(rule)
+    client_clip = None
+    if isinstance(rule, NormBound):
+        # Linear after clipping: each client clips its own update, the sum is FedAvg's.
+        client_clip, rule = rule.clip_update, FedAvg()
     if rule.needs_individual_updates or not isinstance(rule, FedAvg):
         raise ConfigError(
             f"aggregation.rule = {rule.name!r} needs every individual update, which "
-            f"protection.mode = {mode!r} hides; use protection.mode = 'none' or rule 'fedavg'"
+            f"protection.mode = {mode!r} hides; use protection.mode = 'none', or rule "
+            "'fedavg' or 'norm-bound'"
         )
     if mode not in SECURE_SUMS:
         raise ConfigError(f"protection.mode = {mode!r} is not one of: {', '.join(MODES)}")
     secure_sum = SECURE_SUMS[mode](config, client_ids, dim + 1, seed, ledger)
-    return HiddenFedAvg(mode, rule, secure_sum, config.protection.clip_range)
+    return HiddenFedAvg(mode, rule, secure_sum, config.protection.clip_range, client_clip)
 
 
 __all__ = [

@@ -8,7 +8,7 @@ aggregation rule (:meth:`~secagg.aggregation.FedAvg.encode` / ``finalize``), so 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -84,17 +84,29 @@ class HiddenFedAvg:
     (:meth:`FedAvg.finalize`). :meth:`encode` is the client's side: attacks override it.
     """
 
-    def __init__(self, name: str, rule: FedAvg, secure_sum: SecureSum, clip: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        rule: FedAvg,
+        secure_sum: SecureSum,
+        clip: float,
+        client_clip: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
         self.name = name
         self.rule = rule
         self.secure_sum = secure_sum
         self.clip = clip
+        #: A defence that runs on the client before hiding (norm bounding): the server cannot
+        #: check it was applied; the aggregate checks still bound what a client can do.
+        self.client_clip = client_clip
 
     def public_record(self, round_idx: int) -> dict[str, Any]:
         return {"mode": self.name, **self.secure_sum.public_record(round_idx)}
 
     def encode(self, client: int, update: np.ndarray, weight: float, round_idx: int) -> np.ndarray:
         """What one client hands to the protection: ``[w * clip(update), w * c]``."""
+        if self.client_clip is not None:
+            update = self.client_clip(update)
         return self.rule.encode(update, weight, self.clip)
 
     def aggregate(
