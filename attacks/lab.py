@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-import tomllib
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -34,7 +33,7 @@ from attacks.poisoning.clients import Poisoners
 from attacks.poisoning.registry import ATTACKS, Backdoor, LabelFlip, build_attack
 from attacks.poisoning.selection import choose_malicious
 from secagg.aggregation import RULE_PARAMS, make_rule
-from secagg.config import CHOICES, Config, apply_overrides, config_from_dict
+from secagg.config import CHOICES, Config, apply_overrides, config_from_dict, read_toml
 from secagg.data import FederatedDataset, load_federated
 from secagg.errors import ConfigError, SecAggError
 from secagg.models import build_model, set_flat_params
@@ -98,12 +97,7 @@ class Grid:
 def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     """Read a lab configuration: a run configuration plus ``[grid]``, with one-line errors."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"lab config not found: {p}")
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    raw = read_toml(p)
     grid = raw.pop("grid", None)
     if not isinstance(grid, dict):
         raise ConfigError(f"{p}: needs a [grid] section ({', '.join(GRID_KEYS)})")

@@ -319,19 +319,22 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     return merged
 
 
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file, with one-line errors for a missing, non-UTF-8 or invalid file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a UTF-8 text file") from None
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Load a TOML run configuration (or the defaults when ``path`` is None) and validate it."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            raw = tomllib.loads(p.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{p}: not a UTF-8 text file") from None
+    raw: dict[str, Any] = read_toml(path) if path is not None else {}
     return config_from_dict(apply_overrides(raw, overrides))
 
 
