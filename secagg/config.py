@@ -55,6 +55,9 @@ class DataSection:
     synthetic_samples: int = 2000
     synthetic_features: int = 20
     synthetic_classes: int = 2
+    # rows held out for the server's own clean root dataset (FLTrust), before partitioning;
+    # 0 = none. Every rule then trains on the same client data, so runs stay comparable.
+    root_samples: int = 0
 
 
 @dataclass
@@ -180,7 +183,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "privacy.accountant": ("rdp", "prv"),
     "protection.mode": ("none", "secagg", "secagg+", "ckks", "paillier"),
     "protection.consistency": ("signatures", "none"),
-    # fltrust needs a root dataset on the server, which the simulation does not hold yet
     "aggregation.rule": (
         "fedavg",
         "krum",
@@ -189,6 +191,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "trimmed-mean",
         "norm-bound",
         "centered-clipping",
+        "fltrust",
     ),
 }
 
@@ -424,6 +427,17 @@ def validate(config: Config) -> None:
         0 <= data.val_fraction < 1, f"data.val_fraction must be in [0, 1), got {data.val_fraction}"
     )
     _check(data.synthetic_samples >= 2, "data.synthetic_samples must be >= 2")
+    _check(data.root_samples >= 0, f"data.root_samples must be >= 0, got {data.root_samples}")
+    _check(
+        data.root_samples == 0 or data.partition != "site",
+        "data.root_samples needs data.partition = 'iid' or 'dirichlet' (a site partition "
+        "leaves no rows outside the sites)",
+    )
+    _check(
+        config.aggregation.rule != "fltrust" or data.root_samples > 0,
+        "aggregation.rule = 'fltrust' needs a root dataset on the server: set data.root_samples "
+        "(e.g. 100)",
+    )
     _check(data.synthetic_features >= 2, "data.synthetic_features must be >= 2")
     _check(data.synthetic_classes >= 2, "data.synthetic_classes must be >= 2")
     _check(

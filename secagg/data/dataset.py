@@ -85,6 +85,8 @@ class FederatedDataset:
     n_classes: int
     feature_names: list[str]
     class_names: list[str]
+    #: A small clean set the server holds (FLTrust's root dataset); empty unless asked for.
+    root: ClientData | None = None
 
     def __post_init__(self) -> None:
         x_test = _as_features("X_test", self.X_test)

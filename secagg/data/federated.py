@@ -40,7 +40,7 @@ from secagg.data.table import Table
 from secagg.errors import ConfigError, DataError
 
 # Independent random streams, one per step (see the module docstring).
-_STREAM_SOURCE, _STREAM_HOLDOUT, _STREAM_PARTITION, _STREAM_VALIDATION = range(4)
+_STREAM_SOURCE, _STREAM_HOLDOUT, _STREAM_PARTITION, _STREAM_VALIDATION, _STREAM_ROOT = range(5)
 
 
 @dataclass(frozen=True)
@@ -69,12 +69,13 @@ def load_federated(data: DataSection, seed: int) -> FederatedDataset:
     # A client needs one training row, plus one validation row when validation is on.
     need = 2 if data.val_fraction > 0 else 1
 
+    root_idx = np.empty(0, dtype=np.int64)
     if data.partition == "site":
         shares, test_idx = _by_site(table, data, seed, need)
     else:
-        shares, test_idx = _pooled(table, data, seed, need)
+        shares, test_idx, root_idx = _pooled(table, data, seed, need)
 
-    return _standardise(table, data.standardize, shares, test_idx)
+    return _standardise(table, data.standardize, shares, test_idx, root_idx)
 
 
 def _check_choices(data: DataSection) -> None:
@@ -126,12 +127,21 @@ def _client_names(n: int) -> list[str]:
 
 def _pooled(
     table: Table, data: DataSection, seed: int, need: int
-) -> tuple[list[_Share], np.ndarray]:
+) -> tuple[list[_Share], np.ndarray, np.ndarray]:
     n, k = table.n_rows, data.clients
     if n < 2:
         raise DataError(f"{table.source}: {n} row(s); need at least 2 (test and training)")
     n_test = _holdout_size(n, data.test_fraction, keep=1)
     pool, test_idx = stratified_take(table.y, n_test, _rng(seed, _STREAM_HOLDOUT))
+    root_idx = np.empty(0, dtype=np.int64)
+    if data.root_samples:
+        if data.root_samples >= len(pool):
+            raise DataError(
+                f"data.root_samples = {data.root_samples} leaves no training rows "
+                f"({len(pool)} after the test hold-out)"
+            )
+        keep, root = stratified_take(table.y[pool], data.root_samples, _rng(seed, _STREAM_ROOT))
+        pool, root_idx = pool[keep], pool[root]
     n_train = len(pool)
     if n_train < k * need:
         per = "1 train + 1 validation" if need == 2 else "1 train"
@@ -153,7 +163,7 @@ def _pooled(
             table.y, pool[part], data.val_fraction, _rng(seed, _STREAM_VALIDATION, i)
         )
         shares.append(_Share(name, train, val, None))
-    return shares, test_idx
+    return shares, test_idx, root_idx
 
 
 def _by_site(
@@ -188,7 +198,7 @@ def _by_site(
 
 
 def _standardise(
-    table: Table, mode: str, shares: list[_Share], test_idx: np.ndarray
+    table: Table, mode: str, shares: list[_Share], test_idx: np.ndarray, root_idx: np.ndarray
 ) -> FederatedDataset:
     X, y, d = table.X, table.y, table.X.shape[1]
     pooled = (
@@ -212,7 +222,15 @@ def _standardise(
         X_test = Standardizer.fit(X[test_idx]).apply(X[test_idx])
     else:  # "global": the pooled scaler; "none": identity
         X_test = pooled.apply(X[test_idx])
+    root = None
+    if len(root_idx):  # the server's own rows: one more independent party, like the test set
+        scaler = Standardizer.fit(X[root_idx]) if mode == "site" else pooled
+        empty = np.empty((0, d), dtype=np.float32)
+        root = ClientData(
+            "server-root", scaler.apply(X[root_idx]), y[root_idx], empty, y[root_idx][:0]
+        )
     return FederatedDataset(
+        root=root,
         clients=clients,
         X_test=X_test,
         y_test=y[test_idx],

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from secagg.aggregation import RULE_PARAMS, make_rule
-from secagg.config import Config
+from secagg.aggregation.fltrust import FLTrust
+from secagg.config import Config, PrivacySection
 from secagg.data import ClientData, FederatedDataset, load_federated
-from secagg.errors import DataError
+from secagg.errors import ConfigError, DataError
 from secagg.models import build_model, get_flat_params, set_flat_params
 from secagg.protection import make_protection
 from secagg.protection.dropout import draw_schedule
@@ -178,6 +179,22 @@ def run_simulation(
     trainers = [client_factory(i, c, honest_builder(i)) for i, c in enumerate(data.clients)]
     ag = config.aggregation
     rule = make_rule(ag.rule, **{k: getattr(ag, k) for k in RULE_PARAMS[ag.rule]})
+    root_trainer = None
+    if isinstance(rule, FLTrust):
+        if data.root is None:
+            raise ConfigError(
+                "aggregation.rule = 'fltrust' needs the server's root dataset: set "
+                "data.root_samples (e.g. 100)"
+            )
+        # The server trains on its own clean rows like a client, without DP (they are its own).
+        root_trainer = LocalTrainer(
+            data.root,
+            model_factory,
+            config.training,
+            PrivacySection(mode="none"),
+            rounds=config.run.rounds,
+            seed=_derive_seed(seed, 5),
+        )
     ledger = _start_ledger(config, ids, output_dir) if config.ledger.enabled else None
     protection = make_protection(config, rule, ids, params.size, _derive_seed(seed, 3), ledger)
 
@@ -227,6 +244,9 @@ def run_simulation(
                 config.protection.dropout_phases,
                 np.random.default_rng(_derive_seed(seed, 4, r)),
             )
+            if root_trainer is not None:
+                assert isinstance(rule, FLTrust)
+                rule.set_root_update(root_trainer.train(params, r).update)
             if ledger is not None:
                 eps = {i: epsilons[names[i]] for i in ids}
                 ledger.round_trained(r, params, eps, weights, protection.public_record(r))

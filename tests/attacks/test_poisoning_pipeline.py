@@ -42,12 +42,16 @@ def _accuracy(rule: str, seed: int, attack: str | None, *extra: str) -> float:
     return float(run_simulation(config, client_factory=poisoners).final["accuracy"])
 
 
-def test_thirty_percent_sign_flippers_break_fedavg_but_not_median_or_krum() -> None:
+def test_thirty_percent_sign_flippers_break_fedavg_but_not_median_krum_or_fltrust() -> None:
     clean = median(_accuracy("fedavg", s, None) for s in SEEDS)
     fedavg = median(_accuracy("fedavg", s, "sign-flip") for s in SEEDS)
     robust = {
         rule: median(_accuracy(rule, s, "sign-flip", *extra) for s in SEEDS)
-        for rule, extra in (("median", ()), ("krum", ("aggregation.f=3",)))
+        for rule, extra in (
+            ("median", ()),
+            ("krum", ("aggregation.f=3",)),
+            ("fltrust", ("data.root_samples=60",)),  # the server's own 60 clean rows
+        )
     }
     assert clean > 0.9
     assert fedavg < 0.5  # worse than guessing the majority class
@@ -65,3 +69,8 @@ def test_defences_that_need_each_update_are_refused_under_hiding_modes(
     )
     with pytest.raises(ConfigError, match=f"aggregation.rule = '{rule}' needs every individual"):
         run_simulation(config)
+
+
+def test_fltrust_without_a_root_dataset_is_one_clear_error() -> None:
+    with pytest.raises(ConfigError, match="fltrust' needs a root dataset on the server"):
+        load_config(EXAMPLE, [*BASE, "aggregation.rule=fltrust"])

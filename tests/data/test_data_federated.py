@@ -144,3 +144,16 @@ def test_digits_constant_pixels_do_not_produce_nan() -> None:
 def test_standardize_none_keeps_raw_values() -> None:
     fed = load_federated(DataSection(dataset="digits", standardize="none"), seed=0)
     assert fed.X_test.min() == 0 and fed.X_test.max() == 16  # raw pixel intensities
+
+
+def test_a_server_root_dataset_is_held_out_apart_from_clients_and_test() -> None:
+    section = DataSection(dataset="digits", partition="iid", clients=5, root_samples=100)
+    with_root = load_federated(section, 3)
+    without = load_federated(DataSection(dataset="digits", partition="iid", clients=5), 3)
+    assert with_root.root is not None and without.root is None
+    assert len(with_root.root.y_train) == 100
+    assert len(set(with_root.root.y_train.tolist())) == 10  # stratified: every digit
+    clients = sum(c.num_samples + len(c.y_val) for c in with_root.clients)
+    clients_without = sum(c.num_samples + len(c.y_val) for c in without.clients)
+    assert clients == clients_without - 100  # taken from the training pool, not the test set
+    assert len(with_root.y_test) == len(without.y_test)
