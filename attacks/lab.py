@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -54,6 +55,8 @@ CSV_FIELDS = (
     "knowledge",
     "malicious",
     "reason",
+    "accuracy_by_round",
+    "attack_success_by_round",
 )
 
 
@@ -200,7 +203,9 @@ def attack_success(
 def run_cell(grid: Grid, cell: Cell, dataset: FederatedDataset) -> dict[str, Any]:
     config = _config(grid, cell)
     row: dict[str, Any] = {**asdict(cell), "status": "ok", "accuracy": "", "attack_success": ""}
-    row.update(knowledge="", malicious=0, reason="")
+    row.update(
+        knowledge="", malicious=0, reason="", accuracy_by_round="", attack_success_by_round=""
+    )
     reason = not_applicable(config)
     if reason:
         return {**row, "status": "n/a", "reason": reason}
@@ -214,17 +219,31 @@ def run_cell(grid: Grid, cell: Cell, dataset: FederatedDataset) -> dict[str, Any
         malicious = choose_malicious(range(n), cell.malicious_fraction, cell.seed)
         factory = Poisoners(attack, malicious, num_clients=n, seed=cell.seed)
         row.update(malicious=len(malicious), knowledge=factory.sees)
+    if attack is not None and attack.needs_benign and cell.protection != "none":
+        return {
+            **row,
+            "status": "n/a",
+            "reason": f"knowledge = 'omniscient' needs the benign updates, which "
+            f"{cell.protection} hides from everyone (use knowledge = 'own')",
+        }
+    per_round: list[float] = []
+
+    def score(_: int, params: np.ndarray) -> None:
+        if attack is not None:
+            per_round.append(attack_success(attack, dataset, config, params))
+
     try:
         if factory is None:
-            result = run_simulation(config, dataset=dataset)
+            result = run_simulation(config, dataset=dataset, on_model=score)
         else:
-            result = run_simulation(config, dataset=dataset, client_factory=factory)
+            result = run_simulation(config, dataset=dataset, client_factory=factory, on_model=score)
     except SecAggError as exc:
         return {**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
     row["accuracy"] = result.final["accuracy"]
-    if attack is not None:
-        success = attack_success(attack, dataset, config, result.params)
-        row["attack_success"] = "" if math.isnan(success) else success
+    row["accuracy_by_round"] = json.dumps([round(r.accuracy, 4) for r in result.rounds])
+    if per_round and not math.isnan(per_round[-1]):
+        row["attack_success"] = per_round[-1]
+        row["attack_success_by_round"] = json.dumps([round(v, 4) for v in per_round])
     return row
 
 

@@ -132,6 +132,7 @@ def run_simulation(
     dataset: FederatedDataset | None = None,
     overwrite: bool = False,
     client_factory: ClientFactory = honest,
+    on_model: Callable[[int, np.ndarray], None] | None = None,
 ) -> SimulationResult:
     """Run ``config.run.rounds`` rounds of federated training and return every metric.
 
@@ -140,6 +141,8 @@ def run_simulation(
     ``dataset``: reuse an already loaded federation (e.g. across a parameter sweep).
     ``overwrite``: replace the results an ``output_dir`` already holds (refused otherwise).
     ``client_factory``: decides what each client is (honest by default; attacks wrap them).
+    ``on_model``: called after each round with its number and the new global parameters
+    (for per-round evaluations such as an attack's success).
     """
     from secagg.simulation.results import ResultsWriter, check_output_dir
 
@@ -280,6 +283,8 @@ def run_simulation(
                 bar.round_done(record)
             if on_round is not None:
                 on_round(record)
+            if on_model is not None:
+                on_model(r + 1, params)
     finally:
         if bar is not None:
             bar.close()

@@ -7,6 +7,7 @@ ones the literature reports and that the shipped example shows on digits.
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import replace
 from pathlib import Path
 from statistics import median
@@ -103,6 +104,27 @@ def test_a_scaled_backdoor_succeeds_without_defence_and_norm_bounding_cuts_it_do
     }
     assert success["fedavg"] > 0.9
     assert success["norm-bound"] < 0.3
+    for row in rows:  # scored after every round; the last score is the final one
+        by_round = json.loads(row["attack_success_by_round"])
+        assert len(by_round) == len(json.loads(row["accuracy_by_round"])) == 5
+        assert by_round[-1] == pytest.approx(float(row["attack_success"]), abs=1e-4)
+
+
+def test_omniscient_attacks_are_not_applicable_where_updates_are_hidden(tmp_path: Path) -> None:
+    grid = _small(
+        _grid(),
+        attacks=("alie",),
+        rules=("fedavg",),
+        malicious_fractions=(0.3,),
+        protection=("none", "secagg+"),
+        seeds=(0,),
+        attack_params={"alie": {"knowledge": "omniscient"}},
+    )
+    rows = {r["protection"]: r for r in run_grid(grid, tmp_path)}
+    assert rows["none"]["status"] == "ok"
+    assert rows["none"]["knowledge"] == "every client's updates"
+    assert rows["secagg+"]["status"] == "n/a"
+    assert "needs the benign updates, which secagg+ hides" in rows["secagg+"]["reason"]
 
 
 def test_a_targeted_label_flip_succeeds_more_the_more_clients_flip(tmp_path: Path) -> None:
