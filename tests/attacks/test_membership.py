@@ -8,6 +8,7 @@ tolerances are stated in terms of the AUC's sampling error under the null hypoth
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -225,3 +226,33 @@ def test_lira_refuses_too_few_shadows_and_scores_before_fit(
         LiraAttack(X, y, never, model_factory, n_shadows=1)
     with pytest.raises(ConfigError, match="fit"):
         LiraAttack(X, y, never, model_factory, n_shadows=2).scores(np.zeros(3, "f4"))
+
+
+def test_membership_auc_falls_as_epsilon_falls_and_is_near_chance_at_epsilon_below_one(
+    population: tuple[np.ndarray, np.ndarray, np.ndarray], target: np.ndarray
+) -> None:
+    # The same target training at decreasing ε (larger σ), scored by the loss attack. One
+    # seed, so each AUC is a fixed number; the trend must hold point to point, and at
+    # ε < 1 the AUC must be within the DP bound on any attack's AUC.
+    from secagg.privacy import epsilon_for
+    from secagg.privacy.accounting import dp_sgd_schedule
+
+    X, y, members = population
+    q, steps = dp_sgd_schedule(int(members.sum()), TRAINING.batch_size, TRAINING.local_epochs)
+    aucs, epsilons = [], []
+    for sigma in (None, 1.5, 4.0, 50.0):
+        if sigma is None:
+            params, eps = target, math.inf
+        else:
+            privacy = PrivacySection(mode="local-dp", noise_multiplier=sigma, max_grad_norm=1.0)
+            params = pipeline_shadow_trainer(model_factory, TRAINING, privacy, seed=99)(
+                X[members], y[members]
+            )
+            eps = epsilon_for(noise_multiplier=sigma, sample_rate=q, steps=steps, delta=1e-5)
+        scores = loss_scores(as_model(params), X, y)
+        aucs.append(roc(scores[members], scores[~members])[2])
+        epsilons.append(eps)
+    assert epsilons == sorted(epsilons, reverse=True)
+    assert all(a > b for a, b in itertools.pairwise(aucs)), aucs
+    assert epsilons[-1] < 1
+    assert aucs[-1] <= dp_auc_bound(epsilons[-1], 1e-5) + 3 * null_auc_se(60, 60)
