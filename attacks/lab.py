@@ -42,6 +42,8 @@ from secagg.simulation import run_simulation
 from secagg.training import evaluate
 
 GRID_KEYS = ("attacks", "rules", "malicious_fractions", "privacy", "protection", "seeds")
+#: Inference "attacks": an honest run, then an attacker scores the final global model.
+INFERENCE = ("membership",)
 CSV_FIELDS = (
     "attack",
     "rule",
@@ -124,7 +126,7 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
                 raise ConfigError(f"grid.{key}: {v!r} is not allowed{hint}")
         return tuple(float(v) if kind is float else v for v in values)
 
-    attacks = listed("attacks", ("none", *ATTACKS), str)
+    attacks = listed("attacks", ("none", *ATTACKS, *INFERENCE), str)
     fractions = listed("malicious_fractions", None, float)
     if any(not 0 <= f < 1 for f in fractions):
         raise ConfigError("grid.malicious_fractions must lie in [0, 1)")
@@ -139,24 +141,46 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
         attacks,
         listed("rules", CHOICES["aggregation.rule"], str),
         fractions,
-        listed("privacy", CHOICES["privacy.mode"], str),
+        tuple(_privacy_level(v) for v in listed("privacy", None, str)),
         listed("protection", CHOICES["protection.mode"], str),
         listed("seeds", None, int),
         {k: dict(v) for k, v in params.items()},
     )
 
 
+def _privacy_level(level: str) -> str:
+    """``none``, ``local-dp`` (the base's target), or ``local-dp:EPS`` (a target ε of EPS)."""
+    mode, _, epsilon = level.partition(":")
+    if mode not in CHOICES["privacy.mode"]:
+        raise ConfigError(
+            f"grid.privacy: {level!r} is not one of {', '.join(CHOICES['privacy.mode'])} "
+            "(or local-dp:EPS for a target ε)"
+        )
+    if epsilon:
+        try:
+            ok = mode == "local-dp" and float(epsilon) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"grid.privacy: {level!r}: write local-dp:EPS with EPS > 0")
+    return level
+
+
 def _config(grid: Grid, cell: Cell) -> Config:
+    mode, _, epsilon = cell.privacy.partition(":")
     merged = apply_overrides(
         grid.base,
         [
             f"aggregation.rule={cell.rule}",
-            f"privacy.mode={cell.privacy}",
+            f"privacy.mode={mode}",
             f"protection.mode={cell.protection}",
             f"run.seed={cell.seed}",
             "ledger.enabled=false",
         ],
     )
+    if epsilon:  # the level's target decides σ
+        merged["privacy"].pop("noise_multiplier", None)
+        merged["privacy"]["target_epsilon"] = float(epsilon)
     return config_from_dict(merged)
 
 
@@ -209,6 +233,8 @@ def run_cell(grid: Grid, cell: Cell, dataset: FederatedDataset) -> dict[str, Any
     reason = not_applicable(config)
     if reason:
         return {**row, "status": "n/a", "reason": reason}
+    if cell.attack in INFERENCE:
+        return _membership_cell(config, dataset, row)
     n = len(dataset.clients)
     factory = None
     attack = None
@@ -244,6 +270,40 @@ def run_cell(grid: Grid, cell: Cell, dataset: FederatedDataset) -> dict[str, Any
     if per_round and not math.isnan(per_round[-1]):
         row["attack_success"] = per_round[-1]
         row["attack_success_by_round"] = json.dumps([round(v, 4) for v in per_round])
+    return row
+
+
+def _membership_cell(
+    config: Config, dataset: FederatedDataset, row: dict[str, Any]
+) -> dict[str, Any]:
+    """Loss-threshold membership inference (Yeom et al. 2018) on the final global model.
+
+    Members: every client's training records; non-members: the held-out test records. The
+    attacker sees what everyone sees at the end, the global model, in every protection mode.
+    """
+    from attacks.inference import loss_scores, roc, tpr_at_fpr
+
+    try:
+        result = run_simulation(config, dataset=dataset)
+    except SecAggError as exc:
+        return {**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+    model = build_model(
+        config.model.name, dataset.n_features, dataset.n_classes, hidden=config.model.hidden
+    )
+    set_flat_params(model, result.params)
+    members = np.concatenate([loss_scores(model, c.X_train, c.y_train) for c in dataset.clients])
+    outsiders = loss_scores(model, dataset.X_test, dataset.y_test)
+    fpr, tpr, auc = roc(members, outsiders)
+    row.update(
+        accuracy=result.final["accuracy"],
+        accuracy_by_round=json.dumps([round(r.accuracy, 4) for r in result.rounds]),
+        attack_success=auc,
+        knowledge=f"global model; TPR at 1 % FPR {tpr_at_fpr(fpr, tpr, 0.01):.3f}",
+        reason="attack_success is the membership AUC (0.5 = chance)",
+    )
+    eps = [e for e in result.final["epsilon"].values() if e is not None]
+    if eps:
+        row["reason"] += f"; max ε {max(eps):.3g}"
     return row
 
 

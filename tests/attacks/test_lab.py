@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 from statistics import median
@@ -154,3 +155,23 @@ def test_a_lab_config_with_a_bad_grid_is_one_clear_error(tmp_path: Path) -> None
     missing.write_text(EXAMPLE.read_text().split("[grid]")[0])
     with pytest.raises(ConfigError, match=r"needs a \[grid\] section"):
         load_grid(missing)
+
+
+def test_membership_cells_score_the_final_model_and_fall_toward_chance_with_epsilon(
+    tmp_path: Path,
+) -> None:
+    grid = load_grid(EXAMPLE.parent / "inference.toml")
+    grid = _small(grid, privacy=("none", "local-dp:1"), protection=("none",), seeds=(0,))
+    rows = {r["privacy"]: r for r in run_grid(grid, tmp_path)}
+    no_dp, dp = float(rows["none"]["attack_success"]), float(rows["local-dp:1"]["attack_success"])
+    assert no_dp > dp
+    assert abs(dp - 0.5) < 0.02  # ε <= 1: the attacker is close to guessing
+    spent = re.search(r"max ε ([0-9.e-]+)", rows["local-dp:1"]["reason"])
+    assert spent is not None and float(spent.group(1)) <= 1.0  # the level's target was met
+
+
+def test_a_privacy_level_must_name_a_mode_and_a_positive_epsilon(tmp_path: Path) -> None:
+    bad = tmp_path / "lab.toml"
+    bad.write_text(EXAMPLE.read_text().replace('privacy = ["none"]', 'privacy = ["local-dp:-1"]'))
+    with pytest.raises(ConfigError, match="write local-dp:EPS with EPS > 0"):
+        load_grid(bad)
