@@ -21,7 +21,7 @@ import itertools
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import median
@@ -466,7 +466,3 @@ def plot(rows: Sequence[Mapping[str, str]], out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / name, dpi=110)
         plt.close(fig)
-
-
-def cells_in(path: Path) -> Iterator[dict[str, str]]:
-    yield from finished_cells(path / "cells.csv").values()

@@ -38,11 +38,13 @@ from secagg.errors import SecAggError
 from secagg.ledger.client import LedgerClient
 from secagg.ledger.records import LedgerEvent, epsilon_from_fixed
 from secagg.ledger.roundblobs import (
+    VECTOR_DTYPE,
     MaskedBlob,
     RoundConfig,
     decode_masked_blob,
     decode_round_config,
     share_tree,
+    vector_blob,
 )
 from secagg.masking.messages import MaskedInput, PublicKeys, UnmaskingResponse
 from secagg.masking.params import MaskingParams, share_digest, share_x
@@ -198,7 +200,7 @@ def _check_round(
     if aggregate is None or update_blob is None:
         return None
     survivors = list(survivors_event[0].args["survivors"])
-    update = np.frombuffer(update_blob, dtype="<f4").astype(np.float32)
+    update = np.frombuffer(update_blob, dtype=VECTOR_DTYPE).astype(np.float32)
     record = config.protection
     mode = str(record.get("mode", ""))
     if mode in ("secagg", "secagg+"):
@@ -383,12 +385,10 @@ def _check_model_chain(
     for (r, digest), (_, next_digest) in itertools.pairwise(models):
         audit = _RoundAudit(report, r)
         with audit.guard("model"):
-            params = np.frombuffer(store.get(Cid.from_digest(bytes(digest))), dtype="<f4")
+            params = np.frombuffer(store.get(Cid.from_digest(bytes(digest))), dtype=VECTOR_DTYPE)
             update = updates.get(r)
             expected = params if update is None else (params + lr * update).astype(np.float32)
-            if Cid.digest_of(np.ascontiguousarray(expected, dtype="<f4").tobytes()) != bytes(
-                next_digest
-            ):
+            if Cid.digest_of(vector_blob(expected)) != bytes(next_digest):
                 audit.fail("model", "the next round's model is not this round's plus its update")
                 continue
             audit.ok("model", "the next round starts from this round's model plus its update")

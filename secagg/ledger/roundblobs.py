@@ -7,7 +7,8 @@ session that writes them and the audit that reads them back.
 - masked input: the client's ``MaskedInput`` message and its share commitments (digests of the
   b- and s-share it gave each holder), from which anyone rebuilds its committed Merkle root;
 - revealed shares: a holder's ``UnmaskingResponse`` message, as sent;
-- aggregate: the sum as the server holds it (the masked modular sum, or the ciphertext sum).
+- aggregate: the sum as the server holds it (the masked modular sum, or the ciphertext sum);
+- model and update: parameter vectors as float32 little-endian (:func:`vector_blob`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from secagg.errors import TamperedBlobError
 from secagg.ledger import merkle
 from secagg.ledger.client import LedgerClient
 
+#: The layout of model and update blobs.
+VECTOR_DTYPE = np.dtype("<f4")
+
 _ROUND_CONFIG = b"SACF"
 _MASKED = b"SAMI"
 _U32 = struct.Struct(">I")
+
+
+def vector_blob(vector: np.ndarray) -> bytes:
+    """A model or update vector as stored: float32, little-endian, nothing else."""
+    return np.ascontiguousarray(vector, dtype=VECTOR_DTYPE).tobytes()
 
 
 def _frame(magic: bytes, header: Mapping[str, object], body: bytes) -> bytes:

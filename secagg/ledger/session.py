@@ -14,7 +14,6 @@ holds digests, roots, ε and identifiers. Gas is recorded per operation and roun
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from secagg.ledger.roundblobs import (
     encode_masked_blob,
     encode_round_config,
     share_tree,
+    vector_blob,
 )
 from secagg.masking.client import MaskingClient
 from secagg.masking.graph import NeighborGraph
@@ -80,16 +80,6 @@ def _reaching_the_node(method: Callable[_P, _R]) -> Callable[_P, _R]:
             ) from exc
 
     return wrapper
-
-
-def digest(data: bytes) -> bytes:
-    """SHA-256: the digest of every blob (what its CID carries and the chain records)."""
-    return hashlib.sha256(data).digest()
-
-
-def update_digest(update: np.ndarray) -> bytes:
-    """The digest of a model update or parameter vector (float32, little-endian)."""
-    return digest(np.ascontiguousarray(update, dtype="<f4").tobytes())
 
 
 @dataclass
@@ -191,7 +181,7 @@ class LedgerSession:
             chain_round, {c: epsilon_to_fixed(e or 0.0) for c, e in epsilons.items()}
         )
         self.rounds[round_idx] = state
-        model_cid = self.store.put(np.ascontiguousarray(params, dtype="<f4").tobytes())
+        model_cid = self.store.put(vector_blob(params))
         rules = encode_round_config(config_to_toml(self.config), record, weights)
         config_cid = self.store.put(rules)
         now = block_timestamp(self.w3)
@@ -215,11 +205,11 @@ class LedgerSession:
         members = sorted(included)
         if update is not None and state.aggregate_blob is not None:
             aggregate_cid = self.store.put(state.aggregate_blob)
-            self.store.put(np.ascontiguousarray(update, dtype="<f4").tobytes())
+            update_cid = self.store.put(vector_blob(update))
             receipt = self.aggregator.post_aggregate(
                 state.chain_round,
                 aggregate_cid=aggregate_cid.digest,
-                aggregate_hash=update_digest(update),
+                aggregate_hash=update_cid.digest,
                 included=[self.address_of[c] for c in members],
             )
             state.gas["postAggregate"].append(receipt.gas_used)

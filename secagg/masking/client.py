@@ -159,10 +159,6 @@ class MaskingClient:
         #: holder -> (digest of its b-share, digest of its s-share) of this client's secrets:
         #: public commitments (a ledger publishes their Merkle root), filled in share_keys.
         self.share_commitments: dict[int, tuple[bytes, bytes]] = {}
-        #: owner -> (digest of the b-share, digest of the s-share) this client holds: what it
-        #: needs to prove a revealed share against the owner's commitment, filled in
-        #: masked_input.
-        self.held_commitments: dict[int, tuple[bytes, bytes]] = {}
 
     @property
     def phase(self) -> str:
@@ -343,11 +339,6 @@ class MaskingClient:
 
         self._seed_shares.update(seed_shares)
         self._key_shares.update(key_shares)
-        self.held_commitments = {
-            sender: (share_digest(seed_shares[sender]), share_digest(key_shares[sender]))
-            for sender in seed_shares
-        }
-        self.held_commitments[self.id] = self.share_commitments[self.id]
         self._input = None
         self._pair_keys = {}
         return MaskedInput(round_id, self.id, self.params.bits, masked)
