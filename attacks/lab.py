@@ -29,6 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from attacks.inference.cells import (
+    HEADLINE,
+    INFERENCE,
+    InferenceRuns,
+    check_params,
+    run_inference_cell,
+)
 from attacks.poisoning.backdoor import apply_trigger
 from attacks.poisoning.clients import Poisoners
 from attacks.poisoning.registry import ATTACKS, Backdoor, LabelFlip, build_attack
@@ -42,8 +49,6 @@ from secagg.simulation import run_simulation
 from secagg.training import evaluate
 
 GRID_KEYS = ("attacks", "rules", "malicious_fractions", "privacy", "protection", "seeds")
-#: Inference "attacks": an honest run, then an attacker scores the final global model.
-INFERENCE = ("membership",)
 CSV_FIELDS = (
     "attack",
     "rule",
@@ -59,6 +64,7 @@ CSV_FIELDS = (
     "reason",
     "accuracy_by_round",
     "attack_success_by_round",
+    "metrics",
 )
 
 
@@ -131,11 +137,14 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     if any(not 0 <= f < 1 for f in fractions):
         raise ConfigError("grid.malicious_fractions must lie in [0, 1)")
     if not isinstance(params, dict) or any(
-        name not in ATTACKS or not isinstance(v, dict) for name, v in params.items()
+        name not in (*ATTACKS, *INFERENCE) or not isinstance(v, dict) for name, v in params.items()
     ):
         raise ConfigError("grid.attack_params maps attack names to tables of their parameters")
     for name, table in params.items():
-        build_attack(name, table, n_classes=None if name != "label-flip" else 2)
+        if name in INFERENCE:
+            check_params(name, table)
+        else:
+            build_attack(name, table, n_classes=None if name != "label-flip" else 2)
     return Grid(
         base,
         attacks,
@@ -224,17 +233,28 @@ def attack_success(
     return float(evaluate(model, inputs, labels)["accuracy"])
 
 
-def run_cell(grid: Grid, cell: Cell, dataset: FederatedDataset) -> dict[str, Any]:
+def run_cell(
+    grid: Grid, cell: Cell, dataset: FederatedDataset, cache: InferenceRuns | None = None
+) -> dict[str, Any]:
+    """One cell's row; ``cache`` lets inference cells share their runs (see run_grid)."""
     config = _config(grid, cell)
     row: dict[str, Any] = {**asdict(cell), "status": "ok", "accuracy": "", "attack_success": ""}
     row.update(
-        knowledge="", malicious=0, reason="", accuracy_by_round="", attack_success_by_round=""
+        knowledge="",
+        malicious=0,
+        reason="",
+        accuracy_by_round="",
+        attack_success_by_round="",
+        metrics="",
     )
     reason = not_applicable(config)
     if reason:
         return {**row, "status": "n/a", "reason": reason}
     if cell.attack in INFERENCE:
-        return _membership_cell(config, dataset, row)
+        params = grid.attack_params.get(cell.attack, {})
+        return run_inference_cell(
+            cell.attack, params, config, dataset, row, cache or InferenceRuns()
+        )
     n = len(dataset.clients)
     factory = None
     attack = None
@@ -273,40 +293,6 @@ def run_cell(grid: Grid, cell: Cell, dataset: FederatedDataset) -> dict[str, Any
     return row
 
 
-def _membership_cell(
-    config: Config, dataset: FederatedDataset, row: dict[str, Any]
-) -> dict[str, Any]:
-    """Loss-threshold membership inference (Yeom et al. 2018) on the final global model.
-
-    Members: every client's training records; non-members: the held-out test records. The
-    attacker sees what everyone sees at the end, the global model, in every protection mode.
-    """
-    from attacks.inference import loss_scores, roc, tpr_at_fpr
-
-    try:
-        result = run_simulation(config, dataset=dataset)
-    except SecAggError as exc:
-        return {**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
-    model = build_model(
-        config.model.name, dataset.n_features, dataset.n_classes, hidden=config.model.hidden
-    )
-    set_flat_params(model, result.params)
-    members = np.concatenate([loss_scores(model, c.X_train, c.y_train) for c in dataset.clients])
-    outsiders = loss_scores(model, dataset.X_test, dataset.y_test)
-    fpr, tpr, auc = roc(members, outsiders)
-    row.update(
-        accuracy=result.final["accuracy"],
-        accuracy_by_round=json.dumps([round(r.accuracy, 4) for r in result.rounds]),
-        attack_success=auc,
-        knowledge=f"global model; TPR at 1 % FPR {tpr_at_fpr(fpr, tpr, 0.01):.3f}",
-        reason="attack_success is the membership AUC (0.5 = chance)",
-    )
-    eps = [e for e in result.final["epsilon"].values() if e is not None]
-    if eps:
-        row["reason"] += f"; max ε {max(eps):.3g}"
-    return row
-
-
 def finished_cells(path: Path) -> dict[tuple[str, ...], dict[str, str]]:
     if not path.is_file():
         return {}
@@ -329,6 +315,8 @@ def run_grid(
     done = finished_cells(csv_path)
     todo = [c for c in grid.cells() if c.key not in done]
     datasets: dict[int, FederatedDataset] = {}
+    cache = InferenceRuns()
+    _upgrade_header(csv_path, done)
     new_file = not csv_path.is_file()
     with csv_path.open("a", newline="") as f, _bar(progress, len(grid.cells()), len(done)) as bar:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
@@ -338,7 +326,7 @@ def run_grid(
             if cell.seed not in datasets:
                 base = config_from_dict(grid.base)
                 datasets[cell.seed] = load_federated(base.data, cell.seed)
-            row = run_cell(grid, cell, datasets[cell.seed])
+            row = run_cell(grid, cell, datasets[cell.seed], cache)
             writer.writerow(row)
             f.flush()
             bar(row)
@@ -347,7 +335,24 @@ def run_grid(
     rows = list(finished_cells(csv_path).values())
     write_table(rows, out / "table.md")
     plot(rows, out)
+    if any(r["attack"] in INFERENCE for r in rows):
+        write_privacy_table(rows, out / "privacy.md")
+        plot_privacy(rows, out / "privacy.png")
     return rows
+
+
+def _upgrade_header(path: Path, done: Mapping[tuple[str, ...], dict[str, str]]) -> None:
+    """Rewrite a cells.csv from an older version with today's columns (blank where new)."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as f:
+        header = next(csv.reader(f), [])
+    if tuple(header) == CSV_FIELDS:
+        return
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, restval="", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(done.values())
 
 
 class _NoBar:
@@ -466,3 +471,100 @@ def plot(rows: Sequence[Mapping[str, str]], out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / name, dpi=110)
         plt.close(fig)
+
+
+#: Columns of privacy.md: (header, attack whose metrics hold it, metric key, format).
+PRIVACY_COLUMNS = (
+    ("test accuracy", None, "accuracy", "{:.3f}"),
+    ("inversion PSNR (dB), matching", "inversion", "psnr", "{:.1f}"),
+    ("inversion PSNR (dB), analytic rows", "inversion", "psnr_analytic", "{:.1f}"),
+    ("membership AUC (loss)", "membership", "auc", "{:.3f}"),
+    ("membership AUC, server's view of one client", "membership", "auc_client_view", "{:.3f}"),
+    ("LiRA AUC", "lira", "auc", "{:.3f}"),
+    ("LiRA TPR at 0.1 % FPR", "lira", "tpr_at_0.1pct", "{:.4f}"),
+    ("accountant ε", None, "epsilon", "{:.2f}"),
+    ("audited ε lower bound", "audit", "epsilon_lower_bound", "{:.2f}"),
+)
+
+
+def _metric_values(rows: Sequence[Mapping[str, str]], attack: str | None, key: str) -> list[float]:
+    values = []
+    for r in rows:
+        if r["status"] != "ok" or not r.get("metrics") or (attack and r["attack"] != attack):
+            continue
+        value = json.loads(r["metrics"]).get(key)
+        if value is not None:
+            values.append(float(value))  # "inf" parses to infinity
+    return values
+
+
+def privacy_summary(rows: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
+    """Per (privacy, protection): the median over seeds of every inference figure."""
+    groups: dict[tuple[str, str], list[Mapping[str, str]]] = defaultdict(list)
+    for r in rows:
+        if r["attack"] in INFERENCE:
+            groups[(r["privacy"], r["protection"])].append(r)
+    out = []
+    for (privacy, protection), members in groups.items():
+        entry: dict[str, Any] = {"privacy": privacy, "protection": protection}
+        entry["seeds"] = len({r["seed"] for r in members})
+        for header, attack, key, _ in PRIVACY_COLUMNS:
+            values = _metric_values(members, attack, key)
+            entry[header] = median(values) if values else None
+        out.append(entry)
+    return out
+
+
+def write_privacy_table(rows: Sequence[Mapping[str, str]], path: Path) -> None:
+    """privacy.md: one line per (privacy level, protection), medians over seeds."""
+    headers = [h for h, *_ in PRIVACY_COLUMNS]
+    lines = [
+        "| privacy | protection | " + " | ".join(headers) + " | seeds |",
+        "| --- | --- |" + " --- |" * (len(headers) + 1),
+    ]
+    for e in privacy_summary(rows):
+        cells = []
+        for header, _, _, fmt in PRIVACY_COLUMNS:
+            value = e[header]
+            cells.append("-" if value is None else "∞" if math.isinf(value) else fmt.format(value))
+        lines.append(
+            f"| {e['privacy']} | {e['protection']} | " + " | ".join(cells) + f" | {e['seeds']} |"
+        )
+    notes = [f"- {attack}: {text}" for attack, text in HEADLINE.items()]
+    path.write_text(
+        "\n".join(lines)
+        + "\n\nMedians over seeds. attack_success in cells.csv:\n"
+        + "\n".join(notes)
+        + "\n"
+    )
+
+
+def plot_privacy(rows: Sequence[Mapping[str, str]], path: Path) -> None:
+    """Each inference figure against the privacy level, one line per protection mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = privacy_summary(rows)
+    levels = list(dict.fromkeys(e["privacy"] for e in summary))
+    panels = [c for c in PRIVACY_COLUMNS if any(e[c[0]] is not None for e in summary)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), squeeze=False)
+    for ax, (header, *_) in zip(axes[0], panels, strict=True):
+        for protection in dict.fromkeys(e["protection"] for e in summary):
+            points = [
+                (levels.index(e["privacy"]), e[header])
+                for e in summary
+                if e["protection"] == protection
+                and e[header] is not None
+                and math.isfinite(e[header])
+            ]
+            if points:
+                xs, ys = zip(*sorted(points), strict=True)
+                ax.plot(xs, ys, marker="o", label=protection)
+        ax.set_xticks(range(len(levels)), levels, rotation=30, fontsize=7)
+        ax.set_title(header, fontsize=9)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -18,8 +18,22 @@ Ratios, each against a baseline measured in the same process on the same data:
 (d) ``consistency``: the signed consistency round (the default, against a lying server)
     against the same round without it (``protection.consistency = "none"``): signatures
     each client makes and checks, extra bytes, extra client and server CPU time.
+    Above ``SIGNED_MAX_N`` clients (100 in quick mode) only the unsigned round runs: each
+    client checks t Ed25519 signatures, O(n) per client and O(n^2) in all, which the
+    figures then state instead of measuring.
 
-All times are CPU seconds (``time.process_time``), as the round driver reports them.
+Per case also: ``upload_over_plaintext`` (mean bytes a surviving client sends over its d
+plaintext words of 4 bytes), ``round_cpu_seconds`` (every party's CPU: the server plus
+each phase's mean client time times the clients that worked in it), and
+``server_peak_bytes``: the server's peak memory measured with tracemalloc in one extra
+unsigned round of its own (allocations made and kept inside the server's turns, plus the
+largest transient of one turn; see ``secagg.masking.driver``), so that tracing does not
+slow the timed rounds.
+
+Times are CPU seconds (``time.process_time`` plus finished child processes: the server
+rebuilds half of the pair masks in a second process when a round has many), as the round
+driver reports them; ``server_unmasking_wall_over_prg_floor`` divides the server's
+wall-clock unmasking time by the same single-core floor.
 """
 
 from __future__ import annotations
@@ -71,8 +85,18 @@ class Case:
 
 
 HEADLINE = Case(100, 10**6, 0.1)
-FULL_GRID = [Case(n, d, p) for n in (10, 100, 500) for d in (10**4, 10**6) for p in (0.0, 0.1, 0.3)]
-QUICK_GRID = [Case(10, 10**4, 0.0), Case(10, 10**4, 0.3), HEADLINE]
+#: Cross-device scale (issue #11): thousands of clients, up to 30 % of them lost.
+SCALE_GRID = [Case(n, d, p) for n in (1000, 10_000) for d in (10**4, 10**5) for p in (0.1, 0.3)]
+FULL_GRID = [
+    *(Case(n, d, p) for n in (10, 100, 500) for d in (10**4, 10**6) for p in (0.0, 0.1, 0.3)),
+    *SCALE_GRID,
+]
+QUICK_GRID = [Case(10, 10**4, 0.0), Case(10, 10**4, 0.3), HEADLINE, Case(1000, 10**4, 0.1)]
+#: Largest n whose round also runs signed (each client checks t signatures: O(n^2) in all).
+SIGNED_MAX_N = 1000
+QUICK_SIGNED_MAX_N = 100
+#: Largest n with the Flower baseline (its pure-Python Shamir and unmasking dominate above).
+FLOWER_MAX_N = 500
 #: Flower clients timed per case when n > 10 (quick, full); the rest are sampled out of the
 #: clock (see flower_baseline). With n <= 10 every client is timed.
 FLOWER_TIMED = {True: 4, False: 20}
@@ -80,8 +104,8 @@ FLOWER_TIMED = {True: 4, False: 20}
 
 def _repeats(case: Case, quick: bool) -> int:
     """Rounds per case: the median of three, except where one round takes seconds."""
-    big = case.n * case.d >= 10**8
-    if quick:
+    big = case.n * case.d >= 10**8 or case.n >= 1000
+    if quick or case.n * case.d >= 10**9:
         return 1 if big else 3
     return 3
 
@@ -118,11 +142,13 @@ def round_completes(params: MaskingParams, dropped: Collection[int]) -> bool:
 
 
 def _abort_rate(ids: list[int], d: int, dropped: Collection[int], rate: float) -> float:
-    """Fraction of the first ABORT_RATE_GRAPHS graphs (round ids) on which the round aborts."""
-    fails = sum(
-        not round_completes(_params(ids, d, r, rate), dropped) for r in range(ABORT_RATE_GRAPHS)
-    )
-    return fails / ABORT_RATE_GRAPHS
+    """Fraction of the first ABORT_RATE_GRAPHS graphs (round ids) on which the round aborts.
+
+    (A quarter as many graphs from 5,000 clients up: each one takes a second to build.)
+    """
+    graphs = ABORT_RATE_GRAPHS if len(ids) < 5000 else ABORT_RATE_GRAPHS // 4
+    fails = sum(not round_completes(_params(ids, d, r, rate), dropped) for r in range(graphs))
+    return fails / graphs
 
 
 def _completing_params(
@@ -222,18 +248,26 @@ def measure_case(case: Case, quick: bool, flower_api: Any, flower_reason: str) -
     graph = params.graph
     repeats = _repeats(case, quick)
 
-    log(f"  {case.label}: {repeats} masked round(s), k = {params.neighbors}")
+    signed_too = case.n <= (QUICK_SIGNED_MAX_N if quick else SIGNED_MAX_N)
+    log(
+        f"  {case.label}: {repeats} masked round(s){' signed and unsigned' if signed_too else ''}"
+        f", k = {params.neighbors}, t_s = {params.share_threshold}"
+    )
     rounds: list[MaskedRoundResult] = []
     walls, correct, aborts = [], True, []
     expected = np.zeros(case.d, dtype=np.uint32)
     for c in survivors:
         np.add(expected, inputs[c], out=expected)
-    directory, keys = IdentityDirectory.generate(ids)
-    signed = dataclasses.replace(params, identities=directory)
+    keys = None
+    signed = params
+    if signed_too:
+        directory, keys = IdentityDirectory.generate(ids)
+        signed = dataclasses.replace(params, identities=directory)
     unsigned_rounds: list[MaskedRoundResult] = []
+    variants = ((signed, rounds), (params, unsigned_rounds)) if signed_too else ((params, rounds),)
     for _ in range(repeats):
         # Interleaved, so that load on the machine hits both variants alike.
-        for variant, runs in ((signed, rounds), (params, unsigned_rounds)):
+        for variant, runs in variants:
             start = time.perf_counter()
             try:  # fresh keys every time; the graph (round id) stays the one chosen above
                 result = run_round(
@@ -248,11 +282,21 @@ def measure_case(case: Case, quick: bool, flower_api: Any, flower_reason: str) -
             correct &= bool(np.array_equal(result.total, expected))
             result.total = np.empty(0, dtype=np.uint32)  # free the d-vector, keep the figures
             runs.append(result)
-    if not rounds or not unsigned_rounds:
+    if not rounds or (signed_too and not unsigned_rounds):
         return {**common, "aborted": aborts[0]}
-    consistency = _consistency_cost(signed, rounds, unsigned_rounds, survivors)
+    if signed_too:
+        consistency = _consistency_cost(signed, rounds, unsigned_rounds, survivors)
+    else:
+        consistency = _consistency_not_measured(params, survivors)
+
+    log(f"  {case.label}: server memory (one more unsigned round, traced)")
+    traced = run_round(inputs, params, dropouts={MASKED_INPUT: dropped}, trace_server_memory=True)
+    correct &= bool(np.array_equal(traced.total, expected))
+    server_peak = traced.server_peak_bytes
+    del traced
     client = _median_phases(rounds, "client_seconds")
     server = _median_phases(rounds, "server_seconds")
+    server_wall = _median_phases(rounds, "server_wall_seconds")
     last = rounds[-1]
     sent = statistics.mean(last.bytes_sent[c] for c in survivors)
     received = statistics.mean(last.bytes_received[c] for c in survivors)
@@ -269,7 +313,17 @@ def measure_case(case: Case, quick: bool, flower_api: Any, flower_reason: str) -
 
     flower: FlowerRoundResult | None = None
     reason = flower_reason
-    if flower_api is not None:
+    if case.n > FLOWER_MAX_N:
+        flower_api_here, reason = (
+            None,
+            (
+                f"not run above n = {FLOWER_MAX_N}: Flower's pure-Python Shamir sharing and "
+                "unmasking would take most of the benchmark's time"
+            ),
+        )
+    else:
+        flower_api_here = flower_api
+    if flower_api_here is not None:
         count = len(survivors) if case.n <= 10 else FLOWER_TIMED[quick]
         timed = pick_timed(survivors, count, SEED)
         exact = not quick or len(timed) == len(survivors)
@@ -283,13 +337,14 @@ def measure_case(case: Case, quick: bool, flower_api: Any, flower_reason: str) -
             exact_sum=exact,
         )
         try:
-            flower = run_flower_round(flower_api, work)
+            flower = run_flower_round(flower_api_here, work)
         except Exception as exc:  # a broken baseline must not cost the other figures
             reason = f"the Flower baseline failed: {type(exc).__name__}: {exc}"
     del inputs, expected
     gc.collect()
 
     client_total, server_total = sum(client.values()), sum(server.values())
+    round_cpu = _round_cpu(rounds, case.n, len(survivors))
     ours = client_total + server_total
     flower_client = flower_server = flower_total = None
     if flower is not None:
@@ -299,6 +354,7 @@ def measure_case(case: Case, quick: bool, flower_api: Any, flower_reason: str) -
     ratios = {
         "server_over_plaintext_sum": ratio(server_total, plain),
         "server_unmasking_over_prg_floor": ratio(server["unmasking"], server_floor),
+        "server_unmasking_wall_over_prg_floor": ratio(server_wall["unmasking"], server_floor),
         "client_masking_over_prg_floor": ratio(client[MASKED_INPUT], client_floor),
         "ours_over_flower": ratio(ours, flower_total),
         "client_over_flower": ratio(client_total, flower_client),
@@ -311,16 +367,22 @@ def measure_case(case: Case, quick: bool, flower_api: Any, flower_reason: str) -
         "neighbors": params.neighbors,
         "threshold": params.threshold,
         "share_threshold": params.share_threshold,
+        "signed": signed_too,
         "repeats": len(rounds),
         "aborted_repeats": len(aborts),
         "sum_correct": correct,
         "round_wall_seconds_median": statistics.median(walls),
+        "round_cpu_seconds": round_cpu,
         "client_seconds": client,
         "client_seconds_total": client_total,
         "server_seconds": server,
         "server_seconds_total": server_total,
+        "server_wall_seconds": server_wall,
+        "server_peak_bytes": server_peak,
+        "server_memory": "tracemalloc: the server's turns in a separate unsigned round",
         "bytes_sent_per_client": sent,
         "bytes_received_per_client": received,
+        "plaintext_bytes": case.d * 4,
         "plaintext_sum_seconds": plain,
         "prg_floor": {
             "server_masks": server_masks,
@@ -331,6 +393,34 @@ def measure_case(case: Case, quick: bool, flower_api: Any, flower_reason: str) -
         "flower": _flower_row(flower, reason),
         "consistency": consistency,
         "ratios": ratios,
+    }
+
+
+def _round_cpu(runs: list[MaskedRoundResult], n: int, survivors: int) -> float:
+    """Every party's CPU seconds in a round (median over runs): the server, plus each phase's
+    mean client time times the clients that worked in it (drops happen at masked_input)."""
+    client = _median_phases(runs, "client_seconds")
+    server = _median_phases(runs, "server_seconds")
+    working = {p: n if p in PHASES[:2] else survivors for p in PHASES}
+    return sum(server.values()) + sum(client[p] * working[p] for p in PHASES)
+
+
+def _consistency_not_measured(params: MaskingParams, survivors: list[int]) -> dict[str, Any]:
+    """What the signed round would add, counted rather than timed (large n)."""
+    graph = params.graph
+    neighbours = statistics.mean(len(graph.neighbors(c)) for c in survivors)
+    return {
+        "measured": False,
+        "reason": f"the signed round is not run at n = {params.n}: every client would check "
+        f"t = {params.threshold} Ed25519 signatures (O(n^2) in all)",
+        "signatures_made_per_client": 2,
+        "signatures_checked_per_client": neighbours + params.threshold,
+        "extra_bytes_sent_per_client": None,
+        "extra_bytes_received_per_client": None,
+        "extra_client_seconds": None,
+        "extra_server_seconds": None,
+        "server_signed_over_unsigned": None,
+        "client_signed_over_unsigned": None,
     }
 
 
@@ -351,10 +441,12 @@ def _consistency_cost(
     graph = params.graph
     neighbours = statistics.mean(len(graph.neighbors(c)) for c in survivors)
     return {
+        "measured": True,
+        "round_cpu_seconds_unsigned": _round_cpu(unsigned, params.n, len(survivors)),
         # one on its keys, one on the survivor set
         "signatures_made_per_client": 2,
-        # its neighbours' keys, and the >= t survivors' signatures on the set
-        "signatures_checked_per_client": neighbours + len(survivors),
+        # its neighbours' keys, and t survivors' signatures on the set
+        "signatures_checked_per_client": neighbours + params.threshold,
         "extra_bytes_sent_per_client": per_client(signed, "bytes_sent")
         - per_client(unsigned, "bytes_sent"),
         "extra_bytes_received_per_client": per_client(signed, "bytes_received")
@@ -412,10 +504,14 @@ def run(quick: bool) -> dict[str, Any]:
             "headline": HEADLINE.label,
             "bits": BITS,
             "threshold": THRESHOLD,
-            "neighbors": "automatic, k = O(log n) (MaskingParams.create(neighbors=0))",
+            "neighbors": "automatic, k = O(log n) (MaskingParams.create(neighbors=0)); "
+            "t_s = floor((k + 1) / 2) + 1",
+            "signed_max_n": SIGNED_MAX_N,
+            "flower_max_n": FLOWER_MAX_N,
+            "server_memory": "tracemalloc peak of the server's turns, separate unsigned round",
             "dropout_phase": MASKED_INPUT,
             "inputs": "uniform random uint32 vectors (already quantized)",
-            "clock": "time.process_time (CPU seconds of this process)",
+            "clock": "time.process_time + finished child processes (CPU seconds)",
             "client_seconds": "mean per client that worked in the phase; median over repeats",
             "consistency": "signed (protection.consistency = 'signatures'), the default; "
             "the same round unsigned is the baseline of the 'consistency' figures",
@@ -440,8 +536,12 @@ def render(result: Mapping[str, Any]) -> str:
         ("server s", lambda r: r["server_seconds_total"]),
         ("unmask s", lambda r: r["server_seconds"]["unmasking"]),
         ("KiB/client", lambda r: r["bytes_sent_per_client"] / 1024),
+        ("up/plain", lambda r: r["ratios"]["upload_over_plaintext"]),
+        ("round cpu s", lambda r: r["round_cpu_seconds"]),
+        ("srv MiB", lambda r: r["server_peak_bytes"] / 2**20),
         ("(a) srv/plain", lambda r: r["ratios"]["server_over_plaintext_sum"]),
         ("(b) unmask/PRG", lambda r: r["ratios"]["server_unmasking_over_prg_floor"]),
+        ("(b) wall/PRG", lambda r: r["ratios"]["server_unmasking_wall_over_prg_floor"]),
         ("(b) mask/PRG", lambda r: r["ratios"]["client_masking_over_prg_floor"]),
         ("(c) ours/flwr", lambda r: r["ratios"]["ours_over_flower"]),
         ("(d) +srv s", lambda r: r["consistency"]["extra_server_seconds"]),

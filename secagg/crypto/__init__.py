@@ -7,5 +7,5 @@ what, which context binds it) lives in :mod:`secagg.masking`.
 - :mod:`.kdf`: HKDF-SHA256 with unambiguous context encoding
 - :mod:`.aead`: AES-GCM with associated data (nonce prepended)
 - :mod:`.prg`: AES-CTR mask expansion into modular integer vectors, in place
-- :mod:`.shamir`: Shamir secret sharing over GF(2^521 - 1)
+- :mod:`.shamir`: Shamir secret sharing, limb by limb over GF(2^31 - 1)
 """

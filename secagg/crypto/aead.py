@@ -5,6 +5,12 @@ context through the associated data (round, sender, recipient): a ciphertext mov
 round or pair fails to decrypt. Output format: ``nonce (12 bytes) || ciphertext || tag (16)``.
 A random 96-bit nonce is safe here because each key encrypts only a handful of messages.
 
+:func:`seal_once` / :func:`open_once` are for keys derived for exactly one message (the
+share bundles: one HKDF key per round, sender and recipient). A key that encrypts a single
+plaintext can use a fixed all-zero nonce, the construction TLS 1.3 and HPKE rely on, which
+saves the 12 nonce bytes on every bundle: ``ciphertext || tag (16)``. Never call
+:func:`seal_once` twice with one key.
+
 Authentication failure raises :class:`~secagg.errors.TamperedMessageError` (a ProtocolError)
 rather than a bare CryptoError: a ciphertext that does not verify is, by definition, a
 tampered message, and protocol code can then ignore it like any other offending message.
@@ -22,6 +28,9 @@ from secagg.errors import CryptoError, TamperedMessageError
 NONCE_BYTES = 12
 TAG_BYTES = 16
 OVERHEAD = NONCE_BYTES + TAG_BYTES
+#: Bytes :func:`seal_once` adds to a plaintext (the tag only).
+ONCE_OVERHEAD = TAG_BYTES
+_ZERO_NONCE = bytes(NONCE_BYTES)
 _KEY_SIZES = (16, 24, 32)
 
 
@@ -39,15 +48,32 @@ def encrypt(key: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
 
 def decrypt(key: bytes, sealed: bytes, associated_data: bytes) -> bytes:
     """Inverse of :func:`encrypt`; raises TamperedMessageError unless everything verifies."""
-    cipher = _cipher(key)
     if len(sealed) < OVERHEAD:
         raise TamperedMessageError(
             f"AES-GCM ciphertext is {len(sealed)} bytes, shorter than nonce + tag ({OVERHEAD})"
         )
+    return _open(key, sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], associated_data)
+
+
+def _open(key: bytes, nonce: bytes, sealed: bytes, associated_data: bytes) -> bytes:
     try:
-        return cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], associated_data)
+        return _cipher(key).decrypt(nonce, sealed, associated_data)
     except InvalidTag as exc:
         raise TamperedMessageError(
             "AES-GCM authentication failed: the ciphertext was modified, or it belongs to "
             "another round, sender or recipient"
         ) from exc
+
+
+def seal_once(key: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+    """Encrypt the single message ``key`` will ever protect (fixed nonce; module docstring)."""
+    return _cipher(key).encrypt(_ZERO_NONCE, plaintext, associated_data)
+
+
+def open_once(key: bytes, sealed: bytes, associated_data: bytes) -> bytes:
+    """Inverse of :func:`seal_once`; raises TamperedMessageError unless everything verifies."""
+    if len(sealed) < TAG_BYTES:
+        raise TamperedMessageError(
+            f"AES-GCM ciphertext is {len(sealed)} bytes, shorter than its tag ({TAG_BYTES})"
+        )
+    return _open(key, _ZERO_NONCE, sealed, associated_data)

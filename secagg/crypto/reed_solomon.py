@@ -1,23 +1,40 @@
-"""Error-correcting reconstruction of Shamir shares (Berlekamp-Welch decoding).
+"""Error-correcting reconstruction of Shamir shares (Berlekamp-Welch decoding), per limb.
 
 Shamir shares of a degree-(t-1) polynomial are a Reed-Solomon codeword, so m shares of which
 at most e = (m - t) // 2 are wrong still determine the secret, and decoding also says which
 ones were wrong. The masking server needs both: a holder that returns a bad share must neither
 abort the round nor corrupt the sum silently, and it should be named.
 
-Decoding solves one linear system of m equations over GF(p) (O(m^3) field operations), so it
-is the slow path: the server first combines t shares as usual and decodes only when the
-rebuilt secret fails its check (commitment or public key).
+A share is a vector of limbs (:mod:`secagg.crypto.shamir`), each limb its own codeword over
+GF(2^31 - 1). A wrong share is wrong in some limbs; each limb is decoded on its own and the
+wrong holders are the union over limbs. With at most e wrong shares every limb has at most e
+errors, so every limb decodes uniquely and the union has at most e holders: the guarantee is
+the one of a single codeword. More than e wrong holders in total is refused (None), never
+turned into a wrong secret (callers check the secret against its commitment as well).
+
+Decoding solves one linear system of m equations over GF(p) per limb (Gaussian elimination,
+vectorised over rows in NumPy), so it is the slow path: the server first combines t shares
+and decodes only when the rebuilt secret fails its check.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
-from secagg.crypto.shamir import PRIME, Share, interpolate_at, lagrange_at
+import numpy as np
+
+from secagg.crypto.shamir import (
+    PRIME,
+    SECRET_BYTES,
+    Share,
+    from_limbs,
+    lagrange_matrix,
+    limb_count,
+    matmul_mod,
+    vandermonde,
+)
+from secagg.errors import CryptoError
 
 
 @dataclass(frozen=True, repr=False)
@@ -31,72 +48,73 @@ class Decoded:
         return f"Decoded(secret=<hidden>, wrong_xs={self.wrong_xs})"
 
 
+def disagreeing_rows(
+    basis_xs: Sequence[int],
+    basis_values: np.ndarray,
+    other_xs: Sequence[int],
+    other_values: np.ndarray,
+    *,
+    prime: int = PRIME,
+) -> np.ndarray:
+    """Indices of the ``other`` shares that do not lie on the polynomials through the basis.
+
+    Once a secret rebuilt from the basis has passed its check, the basis is known good, so
+    every share that disagrees with it (in any limb) is a wrong one. Exact: every other
+    holder's share is predicted (one Lagrange matrix product) and compared, limb by limb.
+    """
+    if not len(other_xs):
+        return np.zeros(0, dtype=np.int64)
+    matrix = lagrange_matrix(basis_xs, other_xs, prime=prime)
+    predicted = matmul_mod(matrix, np.asarray(basis_values, dtype=np.int64), prime)
+    return np.flatnonzero((predicted != np.asarray(other_values, dtype=np.int64)).any(axis=1))
+
+
 def disagreeing(
     basis: Sequence[Share], others: Sequence[Share], *, prime: int = PRIME
 ) -> tuple[int, ...]:
-    """x-coordinates of the ``others`` that do not lie on the polynomial through ``basis``.
-
-    Once a secret rebuilt from ``basis`` has passed its check, ``basis`` is known good, so
-    every share that disagrees with it is a wrong one. The common case (all agree) costs one
-    random linear combination, ``sum_h r_h (y_h - f(x_h)) = 0``, instead of one interpolation
-    per share: with secret random ``r_h`` a wrong share passes with probability 1/p. Only
-    when it fails is each share interpolated, to name the wrong ones.
-    """
+    """x-coordinates of the ``others`` that do not lie on the polynomials through ``basis``."""
     if not others:
         return ()
-    xs = tuple(s.x for s in basis)
-    r, m = _random_combination(xs, tuple(s.x for s in others), prime)
-    lhs = sum(ri * s.y for ri, s in zip(r, others, strict=True))
-    rhs = sum(mi * s.y for mi, s in zip(m, basis, strict=True))
-    if (lhs - rhs) % prime == 0:
-        return ()
-    return tuple(
-        share.x for share in others if interpolate_at(basis, share.x, prime=prime) != share.y
+    rows = disagreeing_rows(
+        [s.x for s in basis],
+        np.array([s.y for s in basis], dtype=np.int64),
+        [s.x for s in others],
+        np.array([s.y for s in others], dtype=np.int64),
+        prime=prime,
     )
+    return tuple(others[int(i)].x for i in rows)
 
 
-@lru_cache(maxsize=1024)
-def _random_combination(
-    xs: tuple[int, ...], points: tuple[int, ...], prime: int
-) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Secret weights r_h for the checked points and m_i = sum_h r_h l_i(x_h) for the basis.
+def _solve(matrix: np.ndarray, rhs: np.ndarray, p: int) -> np.ndarray | None:
+    """One solution of ``matrix @ z = rhs`` mod p (free variables 0), or None if inconsistent.
 
-    Cached per (basis, checked) x-sets: the server checks many owners against the same sets.
-    The weights come from the OS CSPRNG and never leave this process.
+    Gauss-Jordan elimination; each pivot step updates all rows at once (int64, < 2^62).
     """
-    r = tuple(secrets.randbelow(prime - 1) + 1 for _ in points)
-    m = [0] * len(xs)
-    for weight, point in zip(r, points, strict=True):
-        for i, coefficient in enumerate(lagrange_at(xs, point, prime)):
-            m[i] += weight * coefficient
-    return r, tuple(v % prime for v in m)
-
-
-def _solve(rows: list[list[int]], p: int) -> list[int] | None:
-    """One solution of the augmented system ``rows`` mod p (free variables 0), or None."""
-    n_cols = len(rows[0]) - 1
+    rows = np.concatenate([matrix % p, (rhs % p)[:, None]], axis=1)
+    n_rows, n_cols = rows.shape[0], rows.shape[1] - 1
     pivots: list[int] = []
     r = 0
     for c in range(n_cols):
-        pivot = next((i for i in range(r, len(rows)) if rows[i][c] % p), None)
-        if pivot is None:
+        nonzero = np.flatnonzero(rows[r:, c])
+        if not nonzero.size:
             continue
-        rows[r], rows[pivot] = rows[pivot], rows[r]
-        inv = pow(rows[r][c], -1, p)
-        rows[r] = [v * inv % p for v in rows[r]]
-        for i in range(len(rows)):
-            if i != r and rows[i][c] % p:
-                f = rows[i][c]
-                rows[i] = [(a - f * b) % p for a, b in zip(rows[i], rows[r], strict=True)]
+        pivot = r + int(nonzero[0])
+        if pivot != r:
+            rows[[r, pivot]] = rows[[pivot, r]]
+        inverse = pow(int(rows[r, c]), -1, p)
+        rows[r] = rows[r] * inverse % p
+        factors = rows[:, c].copy()
+        factors[r] = 0
+        rows = (rows - factors[:, None] * rows[r][None, :] % p) % p
         pivots.append(c)
         r += 1
-        if r == len(rows):
+        if r == n_rows:
             break
-    if any(row[-1] % p for row in rows[r:]):
+    if np.any(rows[r:, -1]):
         return None  # inconsistent: more errors than the decoder can correct
-    solution = [0] * n_cols
+    solution = np.zeros(n_cols, dtype=np.int64)
     for i, c in enumerate(pivots):
-        solution[c] = rows[i][-1]
+        solution[c] = rows[i, -1]
     return solution
 
 
@@ -115,45 +133,65 @@ def _divide(numerator: list[int], denominator: list[int], p: int) -> tuple[list[
     return quotient, not any(num[:deg_d])
 
 
-def _evaluate(coefficients: Sequence[int], x: int, p: int) -> int:
-    y = 0
-    for c in reversed(coefficients):
-        y = (y * x + c) % p
-    return y
-
-
-def decode(
-    shares: Sequence[Share], threshold: int, secret_bytes: int = 32, *, prime: int = PRIME
-) -> Decoded | None:
-    """The secret behind ``shares`` despite up to ``(len(shares) - threshold) // 2`` wrong ones.
-
-    Returns None when no polynomial of degree < ``threshold`` agrees with all but that many
-    shares, or when its value at 0 is not a ``secret_bytes``-byte secret.
-    """
-    m = len(shares)
-    if m < threshold or len({s.x for s in shares}) != m:
-        return None
+def decode_limb(
+    xs: np.ndarray, ys: np.ndarray, threshold: int, prime: int = PRIME
+) -> tuple[int, np.ndarray] | None:
+    """Berlekamp-Welch for one limb: (value at 0, indices of wrong points), or None."""
+    m = xs.size
     errors = (m - threshold) // 2
     q_terms = errors + threshold
-    rows = []
-    for share in shares:
-        x, y = share.x % prime, share.y % prime
-        powers = [pow(x, j, prime) for j in range(q_terms)]
-        # Q(x) - y * (e_0 + ... + e_{e-1} x^{e-1}) = y * x^e
-        row = powers + [-y * powers[j] % prime for j in range(errors)]
-        row.append(y * pow(x, errors, prime) % prime)
-        rows.append(row)
-    solution = _solve(rows, prime)
+    powers = vandermonde(xs.tolist(), q_terms + 1, prime)
+    # Q(x) - y * (e_0 + ... + e_{e-1} x^{e-1}) = y * x^e
+    left = np.concatenate([powers[:, :q_terms], (-ys[:, None] * powers[:, :errors]) % prime], 1)
+    solution = _solve(left, ys * powers[:, errors] % prime, prime)
     if solution is None:
         return None
-    q, e = solution[:q_terms], [*solution[q_terms:], 1]
+    q = [int(v) for v in solution[:q_terms]]
+    e = [*(int(v) for v in solution[q_terms:]), 1]
     polynomial, exact = _divide(q, e, prime)
     if not exact or any(polynomial[threshold:]):
         return None
-    wrong = tuple(s.x for s in shares if _evaluate(polynomial, s.x, prime) != s.y % prime)
-    if len(wrong) > errors:
+    coefficients = np.array(polynomial[:threshold] + [0] * (threshold - len(polynomial)))
+    values = matmul_mod(vandermonde(xs.tolist(), threshold, prime), coefficients[:, None], prime)
+    wrong = np.flatnonzero(values[:, 0] != ys)
+    if wrong.size > errors:
         return None
-    secret = polynomial[0]
-    if secret.bit_length() > 8 * secret_bytes:
+    return polynomial[0], wrong
+
+
+def decode(
+    shares: Sequence[Share],
+    threshold: int,
+    secret_bytes: int = SECRET_BYTES,
+    *,
+    prime: int = PRIME,
+) -> Decoded | None:
+    """The secret behind ``shares`` despite up to ``(len(shares) - threshold) // 2`` wrong ones.
+
+    Returns None when some limb has no polynomial of degree < ``threshold`` agreeing with all
+    but that many shares, when more than that many holders are wrong over all limbs, or when
+    the limbs at 0 are not a ``secret_bytes``-byte secret.
+    """
+    m = len(shares)
+    limbs = limb_count(secret_bytes, prime)
+    if m < threshold or threshold < 1 or len({s.x for s in shares}) != m:
         return None
-    return Decoded(secret.to_bytes(secret_bytes, "big"), wrong)
+    if any(len(s.y) != limbs for s in shares):
+        return None
+    xs = np.array([s.x for s in shares], dtype=np.int64)
+    values = np.array([s.y for s in shares], dtype=np.int64) % prime
+    wrong: set[int] = set()
+    secret_limbs = []
+    for limb in range(limbs):
+        decoded = decode_limb(xs, values[:, limb], threshold, prime)
+        if decoded is None:
+            return None
+        secret_limbs.append(decoded[0])
+        wrong.update(int(i) for i in decoded[1])
+    if len(wrong) > (m - threshold) // 2:
+        return None
+    try:
+        secret = from_limbs(secret_limbs, secret_bytes, prime)
+    except CryptoError:
+        return None
+    return Decoded(secret, tuple(int(xs[i]) for i in sorted(wrong)))

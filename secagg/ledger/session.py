@@ -106,14 +106,21 @@ class LedgerSession:
         client_ids: list[int],
         store_dir: str | Path,
         identity_keys: Mapping[int, SigningKey] | None = None,
+        participants: Mapping[int, tuple[str, bytes]] | None = None,
     ) -> None:
+        """``participants``: client id -> (account address, Ed25519 public key) of clients
+        that hold their own keys elsewhere (a deployment: each node signs its own
+        transactions); by default every client's account and identity are created here."""
         self.config = config
         self.w3 = connect(config.ledger.rpc_url)
         self.store = LocalBlobStore(store_dir)
+        external = dict(participants or {})
         if identity_keys is None:
-            _, generated = IdentityDirectory.generate(client_ids)
+            _, generated = IdentityDirectory.generate([c for c in client_ids if c not in external])
             identity_keys = generated
         self.identity_keys = dict(identity_keys)
+        identity_public = {c: k.public for c, k in self.identity_keys.items()}
+        identity_public.update({c: key for c, (_, key) in external.items()})
         funder = self.w3.eth.accounts[0]
         self.admin = LedgerClient.deploy(
             self.w3,
@@ -126,23 +133,26 @@ class LedgerSession:
             self.setup_gas["deploy"] = self.admin.deployment.gas_used
         self._accounts: dict[int | str, LocalAccount] = {"aggregator": Account.create()}
         for c in client_ids:
-            self._accounts[c] = Account.create()
-        for account in self._accounts.values():
-            self.w3.eth.send_transaction(
-                {"from": funder, "to": account.address, "value": Wei(FUNDING_WEI)}
-            )
+            if c not in external:
+                self._accounts[c] = Account.create()
+        addresses: dict[int | str, str] = {c: a.address for c, a in self._accounts.items()}
+        addresses.update({c: address for c, (address, _) in external.items()})
+        for address in addresses.values():
+            self.w3.eth.send_transaction({"from": funder, "to": address, "value": Wei(FUNDING_WEI)})
         aggregator = self._accounts["aggregator"]
         self.setup_gas["grantRole"] = self.admin.grant_role(
             "AGGREGATOR_ROLE", aggregator.address
         ).gas_used
         register = [
-            self.admin.register(self._accounts[c].address, self.identity_keys[c].public).gas_used
-            for c in client_ids
+            self.admin.register(str(addresses[c]), identity_public[c]).gas_used for c in client_ids
         ]
         self.setup_gas["register"] = int(np.median(register))
         self.aggregator = self.admin.as_sender(aggregator)
-        self.clients = {c: self.admin.as_sender(self._accounts[c]) for c in client_ids}
-        self.address_of = {c: self._accounts[c].address for c in client_ids}
+        #: Ledger clients of the participants whose keys live here (all, in a simulation).
+        self.clients = {
+            c: self.admin.as_sender(self._accounts[c]) for c in client_ids if c not in external
+        }
+        self.address_of = {c: str(addresses[c]) for c in client_ids}
         self.client_of: dict[str, int] = {a: c for c, a in self.address_of.items()}
         self.rounds: dict[int, RoundState] = {}
 
@@ -214,6 +224,8 @@ class LedgerSession:
             )
             state.gas["postAggregate"].append(receipt.gas_used)
             for c in members:
+                if c not in self.clients:
+                    continue  # a participant with its own keys claims for itself
                 state.gas["claimReward"].append(
                     self.clients[c].claim_reward(state.chain_round).gas_used
                 )
@@ -230,8 +242,8 @@ class LedgerSession:
             "gas_per_client": per_client,
             "gas_total": sum(sum(g) for g in state.gas.values()),
             "epsilon_on_chain": {
-                str(c): self.clients[c].epsilon_spent(self.address_of[c]) / 1e6
-                for c in sorted(self.clients)
+                str(c): self.aggregator.epsilon_spent(self.address_of[c]) / 1e6
+                for c in sorted(self.address_of)
             },
             "commits_refused": {str(c): why for c, why in state.refused.items()},
         }
@@ -269,7 +281,7 @@ class LedgerSession:
         """Aggregator: post the survivor set (the rest of the active clients dropped)."""
         state = self.rounds[round_idx]
         chosen = sorted(survivors)
-        if state.committed != set(self.clients):
+        if state.committed != set(self.address_of):
             # Not everyone committed: the set may be posted only once the deadline has passed.
             # A simulation does not wait: it moves the chain's clock there.
             wait = state.commit_deadline - block_timestamp(self.w3) + 1
@@ -291,6 +303,11 @@ class LedgerSession:
         """The survivor set as the chain has it: what every client reads."""
         survivors, _ = self.aggregator.survivor_set(self.rounds[round_idx].chain_round)
         return sorted(self.client_of[a] for a in survivors)
+
+    def record_commits(self, round_idx: int, clients: Iterable[int]) -> None:
+        """Clients that committed with their own keys (a deployment): the aggregator saw it
+        in their replies, and the survivor set it posts is checked by the contract anyway."""
+        self.rounds[round_idx].committed.update(clients)
 
     def set_aggregate(self, round_idx: int, blob: bytes) -> None:
         """The aggregate as the server holds it (masked sum, or ciphertext sum), to post later."""

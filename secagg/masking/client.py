@@ -11,8 +11,10 @@ Phases (Bonawitz et al. 2017, with the SecAgg+ neighbourhoods of Bell et al. 202
 1. ``advertise_keys``: make two X25519 key pairs (c: share encryption, s: masks) and the
    self-mask seed b_u; send both public keys.
 2. ``share_keys``: Shamir-share s_u^SK and b_u among the neighbourhood (neighbours + self,
-   threshold t_s); encrypt each neighbour's pair of shares under HKDF(X25519(c_u, c_v)) with
-   associated data (round, sender, recipient).
+   threshold t_s), both secrets' polynomials evaluated at all k + 1 holders' points in one
+   vectorised product (:func:`secagg.crypto.shamir.split_many`); seal each neighbour's pair
+   of shares under its single-use key HKDF(X25519(c_u, c_v), round, u -> v) with associated
+   data (round, sender, recipient).
 3. ``masked_input``: decrypt the neighbours' shares, then send
    y_u = x_u + PRG(b_u) + sum_{v>u} PRG(s_uv) - sum_{v<u} PRG(s_uv) mod 2^bits over the
    neighbours that shared keys.
@@ -76,16 +78,16 @@ from secagg.masking.params import (
     self_mask_key,
     share_associated_data,
     share_digest,
-    share_encryption_key,
-    share_x,
+    share_encryption_keys,
     survivors_signature_message,
 )
 
 SEED_BYTES = 32
 #: Plaintext of one share bundle: the b_u share value then the s_u^SK share value.
 BUNDLE_BYTES = 2 * shamir.VALUE_BYTES
-#: Size of one encrypted share bundle on the wire (the server checks it).
-BUNDLE_CIPHERTEXT_BYTES = BUNDLE_BYTES + aead.OVERHEAD
+#: Size of one sealed share bundle on the wire (the server checks it): no nonce, the key
+#: seals this bundle only (:func:`secagg.crypto.aead.seal_once`).
+BUNDLE_CIPHERTEXT_BYTES = BUNDLE_BYTES + aead.ONCE_OVERHEAD
 
 
 def validate_input(vector: np.ndarray, params: MaskingParams) -> np.ndarray:
@@ -148,7 +150,8 @@ class MaskingClient:
         self._phase = self._phases[0]
         self._accepted: set[type] = set()
         self._secrets: _Secrets | None = None
-        # Filled in share_keys: per-neighbour keys derived from the directory.
+        # Filled in share_keys: per-neighbour keys derived from the directory (the key of the
+        # bundle each neighbour sends this client).
         self._bundle_keys: dict[int, bytes] = {}
         self._pair_keys: dict[int, bytes] = {}
         # Filled in masked_input: share values this client holds, by owner.
@@ -262,35 +265,39 @@ class MaskingClient:
             raise ProtocolError("the key directory repeats a public key; every key must be fresh")
         self._check_neighborhood(len(peers) + 1, "share_keys")
 
-        round_id, threshold = self.params.round_id, self.params.share_threshold
-        bundle_keys, pair_keys = {}, {}
+        p = self.params
+        round_id, threshold = p.round_id, p.share_threshold
+        send_keys, bundle_keys, pair_keys = {}, {}, {}
         for peer, keys in peers.items():
             try:
                 enc_secret = agree(own.encryption.private, keys.encryption)
                 mask_secret = agree(own.masking.private, keys.masking)
             except CryptoError as exc:
                 raise TamperedMessageError(f"client {peer}'s public key: {exc}") from exc
-            bundle_keys[peer] = share_encryption_key(enc_secret, round_id, self.id, peer)
+            send_keys[peer], bundle_keys[peer] = share_encryption_keys(
+                enc_secret, round_id, self.id, peer
+            )
             pair_keys[peer] = pair_mask_key(mask_secret, round_id, self.id, peer)
 
         holders = sorted([self.id, *peers])
-        xs = [share_x(h) for h in holders]
-        seed_shares = shamir.split(own.seed, threshold, xs)
-        key_shares = shamir.split(own.masking.private_bytes(), threshold, xs)
+        values = shamir.split_many(
+            [own.seed, own.masking.private_bytes()],
+            threshold,
+            [p.share_point(h) for h in holders],
+        )
+        encoded = shamir.encode_values(values)  # holder-major: b-share then s-share per holder
+        size = shamir.VALUE_BYTES
         ciphertexts, own_seed_share = {}, b""
-        for holder, seed_share, key_share in zip(holders, seed_shares, key_shares, strict=True):
-            self.share_commitments[holder] = (
-                share_digest(seed_share.value_bytes()),
-                share_digest(key_share.value_bytes()),
-            )
+        for i, holder in enumerate(holders):
+            bundle = encoded[2 * size * i : 2 * size * (i + 1)]
+            seed_share, key_share = bundle[:size], bundle[size:]
+            self.share_commitments[holder] = (share_digest(seed_share), share_digest(key_share))
             if holder == self.id:
                 # Our own share of b_u, revealed only if we survive; our s-share never is.
-                own_seed_share = seed_share.value_bytes()
+                own_seed_share = seed_share
                 continue
-            ciphertexts[holder] = aead.encrypt(
-                bundle_keys[holder],
-                seed_share.value_bytes() + key_share.value_bytes(),
-                share_associated_data(round_id, self.id, holder),
+            ciphertexts[holder] = aead.seal_once(
+                send_keys[holder], bundle, share_associated_data(round_id, self.id, holder)
             )
         self._bundle_keys, self._pair_keys = bundle_keys, pair_keys
         self._seed_shares[self.id] = own_seed_share
@@ -310,13 +317,11 @@ class MaskingClient:
         for sender, sealed in message.ciphertexts.items():
             try:
                 associated_data = share_associated_data(round_id, sender, self.id)
-                bundle = aead.decrypt(self._bundle_keys[sender], sealed, associated_data)
+                bundle = aead.open_once(self._bundle_keys[sender], sealed, associated_data)
                 if len(bundle) != BUNDLE_BYTES:
                     raise TamperedMessageError(f"a share bundle is {BUNDLE_BYTES} bytes")
-                x = share_x(self.id)
+                shamir.decode_values(bundle, 2)  # range checks
                 seed_part, key_part = bundle[: shamir.VALUE_BYTES], bundle[shamir.VALUE_BYTES :]
-                shamir.Share.from_value_bytes(x, seed_part)  # range checks
-                shamir.Share.from_value_bytes(x, key_part)
             except (TamperedMessageError, CryptoError) as exc:
                 raise TamperedMessageError(
                     f"the share bundle from client {sender} to client {self.id} does not "

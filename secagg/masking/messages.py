@@ -2,8 +2,14 @@
 
 Every message starts with the same 18-byte header, ``version u8 | type u8 | round u64 |
 sender u64`` (big-endian), so a receiver can reject a wrong round or sender before parsing the
-body. Bodies are fixed-width integers, raw keys, length-prefixed ciphertexts and raw
-little-endian arrays: no pickle, nothing that executes or allocates on the sender's say-so.
+body. Bodies are fixed-width integers, raw keys, ciphertexts and raw little-endian arrays: no
+pickle, nothing that executes or allocates on the sender's say-so.
+
+The per-neighbour parts are packed tightly, since at cross-device scale they are what a
+client sends besides its vector: a table of share bundles is ``count u32 | size u32 |
+(id u64 | bundle)*`` with one size for all (a bundle is two 36-byte share values sealed under
+a single-use key: 88 bytes, no nonce); revealed shares are ``count u32 | ids u64* |
+values*`` with 36-byte values (nine u32 limbs of GF(2^31 - 1)), parsed with one NumPy view.
 Id-keyed tables are encoded in strictly increasing id order, which makes every encoding
 canonical and rules out duplicates. Anything that does not parse exactly (wrong type, short,
 trailing bytes, duplicate or unsorted ids, out-of-range values) raises
@@ -18,8 +24,9 @@ from __future__ import annotations
 
 import itertools
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar, Self, TypeVar
 
 import numpy as np
@@ -27,7 +34,7 @@ import numpy as np
 from secagg.crypto import prg, shamir
 from secagg.crypto.agreement import KEY_BYTES
 from secagg.crypto.signing import SIGNATURE_BYTES
-from secagg.errors import SecAggError, TamperedMessageError
+from secagg.errors import CryptoError, SecAggError, TamperedMessageError
 from secagg.masking.params import (
     ADVERTISE_KEYS,
     CONSISTENCY_CHECK,
@@ -36,7 +43,7 @@ from secagg.masking.params import (
     UNMASKING,
 )
 
-VERSION = 2
+VERSION = 3
 DIGEST_BYTES = 32
 _HEADER = struct.Struct(">BBQQ")
 _U8 = struct.Struct(">B")
@@ -112,6 +119,34 @@ class _Reader:
     def blob(self) -> bytes:
         return self.take(self.u32())
 
+    def fixed_table(self) -> dict[int, bytes]:
+        """``count u32 | size u32 | (id u64 | value[size])*`` with strictly increasing ids."""
+        count, size = self.u32(), self.u32()
+        if count * (8 + size) > len(self.data) - self.pos:
+            raise self.fail(f"claims {count} entries, more than the message can hold")
+        table: dict[int, bytes] = {}
+        last = -1
+        for _ in range(count):
+            key = self.u64()
+            if key <= last:
+                raise self.fail("entry ids are duplicated or out of order")
+            last = key
+            table[key] = self.take(size)
+        return table
+
+    def share_table(self) -> ShareTable:
+        """``count u32 | ids u64[count] | values[count]``: strictly increasing ids."""
+        count = self.count(8 + shamir.VALUE_BYTES)
+        ids = np.frombuffer(self.take(8 * count), dtype=">u8").astype(np.uint64)
+        if count > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+            raise self.fail("entry ids are duplicated or out of order")
+        raw = self.take(shamir.VALUE_BYTES * count)
+        try:
+            values = shamir.decode_values(raw, count)
+        except CryptoError as exc:
+            raise self.fail(str(exc)) from None
+        return ShareTable(ids, values, raw)
+
     def finish(self) -> None:
         if self.pos != len(self.data):
             raise self.fail(f"{len(self.data) - self.pos} unexpected trailing bytes")
@@ -124,8 +159,69 @@ def _table(entries: Mapping[int, bytes]) -> bytes:
     return b"".join(parts)
 
 
-def _blob_table(entries: Mapping[int, bytes]) -> bytes:
-    return _table({k: _U32.pack(len(v)) + v for k, v in entries.items()})
+def _fixed_table(entries: Mapping[int, bytes]) -> bytes:
+    sizes = {len(v) for v in entries.values()}
+    if len(sizes) > 1:
+        raise TamperedMessageError("every entry of a bundle table has the same size")
+    size = sizes.pop() if sizes else 0
+    parts = [_U32.pack(len(entries)), _U32.pack(size)]
+    for key in sorted(entries):
+        parts += [_U64.pack(key), entries[key]]
+    return b"".join(parts)
+
+
+class ShareTable(Mapping[int, bytes]):
+    """owner -> share value bytes, as decoded from the wire: arrays underneath.
+
+    A Mapping like the dict a client builds, but the server reads :attr:`ids` (uint64) and
+    :attr:`limbs` (int64 field elements, shape (count, LIMBS)) without a Python object per
+    share.
+    """
+
+    __slots__ = ("_index", "_raw", "ids", "limbs")
+
+    def __init__(self, ids: np.ndarray, limbs: np.ndarray, raw: bytes) -> None:
+        self.ids = ids
+        self.limbs = limbs
+        self._raw = raw
+        self._index: dict[int, int] | None = None
+
+    def _positions(self) -> dict[int, int]:
+        if self._index is None:
+            self._index = {int(o): i for i, o in enumerate(self.ids.tolist())}
+        return self._index
+
+    def __getitem__(self, owner: int) -> bytes:
+        i = self._positions()[owner]
+        return self._raw[i * shamir.VALUE_BYTES : (i + 1) * shamir.VALUE_BYTES]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(int(o) for o in self.ids.tolist())
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    def __contains__(self, owner: object) -> bool:
+        return owner in self._positions()
+
+    def __repr__(self) -> str:
+        return f"ShareTable(owners={self.ids.tolist()[:10]}, values=<hidden>)"
+
+
+def _share_table(entries: Mapping[int, bytes]) -> bytes:
+    if isinstance(entries, ShareTable):
+        packed = entries.ids.astype(">u8").tobytes()
+        return b"".join([_U32.pack(len(entries)), packed, entries._raw])
+    ordered = sorted(entries)
+    for owner in ordered:
+        value = entries[owner]
+        if not isinstance(value, bytes) or len(value) != shamir.VALUE_BYTES:
+            raise TamperedMessageError(f"share values are {shamir.VALUE_BYTES} bytes")
+    try:
+        ids = struct.pack(f">{len(ordered)}Q", *ordered)
+    except struct.error as exc:
+        raise TamperedMessageError("share owners must be ids in [0, 2^64)") from exc
+    return b"".join([_U32.pack(len(ordered)), ids, *(entries[o] for o in ordered)])
 
 
 def _ids(values: tuple[int, ...]) -> bytes:
@@ -205,6 +301,11 @@ class PublicKeys:
                 )
 
     def to_bytes(self) -> bytes:
+        return self._encoded
+
+    @cached_property
+    def _encoded(self) -> bytes:
+        # Encoded once: a server relays each client's keys to its k neighbours.
         self.check()
         parts = (self.encryption, self.masking, self.seed_commitment)
         return b"".join(parts) + _U8.pack(len(self.signature)) + self.signature
@@ -281,12 +382,12 @@ class ShareDelivery(Message):
     ciphertexts: Mapping[int, bytes]  # sender -> AES-GCM(b-share || s-share)
 
     def _body(self) -> bytes:
-        return _U64.pack(self.recipient) + _blob_table(self.ciphertexts)
+        return _U64.pack(self.recipient) + _fixed_table(self.ciphertexts)
 
     @classmethod
     def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
         recipient = reader.u64()
-        return cls(round_id, sender, recipient, reader.table(reader.blob, 4))
+        return cls(round_id, sender, recipient, reader.fixed_table())
 
 
 @dataclass(frozen=True)
@@ -371,11 +472,11 @@ class ShareKeys(Message):
     ciphertexts: Mapping[int, bytes]  # recipient -> AES-GCM(b-share || s-share)
 
     def _body(self) -> bytes:
-        return _blob_table(self.ciphertexts)
+        return _fixed_table(self.ciphertexts)
 
     @classmethod
     def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
-        return cls(round_id, sender, reader.table(reader.blob, 4))
+        return cls(round_id, sender, reader.fixed_table())
 
 
 @dataclass(frozen=True, eq=False)
@@ -428,7 +529,8 @@ class ConsistencyResponse(Message):
 class UnmaskingResponse(Message):
     """Share values the sender holds: of survivors' b_u, and of dropped neighbours' s_u^SK.
 
-    The x-coordinate of every share is implied by the sender, so only y travels.
+    The x-coordinate of every share is implied by the sender, so only y travels. Decoded
+    messages hold :class:`ShareTable` mappings (arrays underneath).
     """
 
     TYPE: ClassVar[int] = 8
@@ -438,18 +540,12 @@ class UnmaskingResponse(Message):
     key_shares: Mapping[int, bytes]  # owner -> share of s_owner^SK (dropped)
 
     def _body(self) -> bytes:
-        for value in (*self.seed_shares.values(), *self.key_shares.values()):
-            if len(value) != shamir.VALUE_BYTES:
-                raise TamperedMessageError(f"share values are {shamir.VALUE_BYTES} bytes")
-        return _table(self.seed_shares) + _table(self.key_shares)
+        return _share_table(self.seed_shares) + _share_table(self.key_shares)
 
     @classmethod
     def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
-        def value() -> bytes:
-            return reader.take(shamir.VALUE_BYTES)
-
-        seeds = reader.table(value, shamir.VALUE_BYTES)
-        return cls(round_id, sender, seeds, reader.table(value, shamir.VALUE_BYTES))
+        seeds = reader.share_table()
+        return cls(round_id, sender, seeds, reader.share_table())
 
 
 def _word_dtype(bits: int) -> np.dtype:

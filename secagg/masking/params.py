@@ -4,22 +4,31 @@ Everything both sides must agree on lives here: phase names, the server's sender
 parameters of a round (:class:`MaskingParams`), and the key-derivation contexts that bind every
 derived key to its round and client pair.
 
-Thresholds. ``t`` (``threshold``) is the least number of clients that must survive every phase;
-the server learns only sums of at least ``t`` inputs. It must be a strict majority (t > n/2).
-In SecAgg+ each client's secrets are Shamir-shared only within its neighbourhood (itself plus
-its ``k`` neighbours, ``k + 1`` holders), so reconstruction needs a per-neighbourhood threshold
+Thresholds (Bell et al., "Secure Single-Server Aggregation with (Poly)Logarithmic
+Overhead", CCS 2020). In SecAgg+ each client's secrets (the self-mask seed b_u and the mask key
+s_u) are Shamir-shared only within its neighbourhood: itself plus its ``k`` neighbours, k + 1
+holders. The per-neighbourhood threshold is a strict majority of that neighbourhood,
 
-    t_s = ceil(t * (k + 1) / n)
+    t_s = floor((k + 1) / 2) + 1,
 
-i.e. the same surviving fraction, locally. With the complete graph (k + 1 = n) this is exactly
-``t``: the original SecAgg. Because t > n/2, t_s > (k + 1)/2 as well: a holder answers at most
-one unmasking request and reveals either the self-mask share or the key share of a peer, never
-both, so even a server that tells different holders different stories about one client cannot
-gather t_s shares of both of its secrets.
+because that is what keeps b_u and s_u apart: a holder answers at most one unmasking request
+and reveals either its share of b_u or its share of s_u, never both, so two disjoint groups of
+t_s holders cannot exist and even a server that tells different holders different stories
+about one client cannot gather t_s shares of both of its secrets. (With c colluding clients in
+a neighbourhood the split needs c >= 2 t_s - (k + 1); the signed consistency round, or the
+chain, is what stops the split then: every honest holder answers for the same survivor set.
+Without any split, reconstruction of s_u for a survivor needs c >= t_s colluders.) On the
+complete graph (k + 1 = n) t_s is the global threshold t: the original SecAgg.
 
-Degree. ``neighbors=0`` chooses ``k`` for both security and correctness (Bell et al., "Secure
-Single-Server Aggregation with (Poly)Logarithmic Overhead", CCS 2020, which shows k = O(log n)
-suffices on a random Harary graph).
+The global threshold ``t`` (``threshold``) no longer sizes anything below the complete graph.
+It is a consequence of the deployment's choices and a floor the clients enforce on their own:
+the server learns only sums of at least t inputs (a client refuses a survivor set smaller than
+t), and in a signed round t > n/2 signatures on one survivor set make it unique. It must be a
+strict majority (t > n/2); it enters the degree only through rho below (the largest loss a
+completed round can have had) and through the hopeless case p >= 1 - t/n.
+
+Degree. ``neighbors=0`` chooses ``k`` for both security and correctness (Bell et al. show
+k = O(log n) suffices on a random Harary graph). All the bounds live in this module:
 
 Security: the server learns partial sums only if the surviving clients' graph disconnects,
 which on the ring requires two disjoint runs of k/2 consecutive lost clients. If each client
@@ -39,7 +48,10 @@ implied by "every one of the n neighbourhoods keeps >= t_s survivors". If each c
 independently with probability ``dropout_rate`` = p over the whole round, a union bound over
 the n neighbourhoods gives the failure probability
 
-    n * P[Bin(k + 1, 1 - p) < t_s(k)]  <=  2^-eta,   eta = 20   (exact binomial tail)
+    n * P[Bin(k + 1, 1 - p) < t_s(k)]  +  P[Bin(n, 1 - p) < t]  <=  2^-eta,   eta = 20
+
+(exact binomial tails; the second term, fewer than t survivors overall, aborts a round on any
+graph, so when it alone exceeds the target no degree qualifies).
 
 ``auto_degree`` returns the smallest even k >= k_sec meeting this (t_s depends on k, so it is
 searched, not solved), or n - 1 (the complete graph) when no k < n - 1 does. On the complete
@@ -53,14 +65,20 @@ E.g. t = 0.6 n (k_sec = 42 for n = 100, 46 for n = 1000, 52 for n = 10^4):
     dropout_rate  n = 100   n = 1000  n = 10^4
     ============  ========  ========  ========
     0             42        46        52
-    0.1 (default) 50        54        62
-    0.2           99        170       192
-    0.3           99        792       892
+    0.1 (default) 42        46        52
+    0.2           99        80        90
+    0.3           99        206       232
     ============  ========  ========  ========
 
-Larger expected loss needs a much larger k, because a neighbourhood of k + 1 clients has to
-stay above the fraction t/n with a margin that shrinks like 1/sqrt(k); a deployment expecting
-to lose close to 1 - t/n of its clients should lower t or use the complete graph.
+With a majority t_s a neighbourhood surviving at rate 1 - p has a margin of (1 - p) - 1/2 over
+its threshold, so k grows like log(n) / ((1 - p) - 1/2)^2: 30 % loss costs k = 206 at n = 1000
+(t_s = 104), where tying t_s to t = 0.6 n left a margin of 0.1 and needed k = 792. Up to 10 %
+loss the security degree alone suffices. (At n = 100 and 20 % or 30 % loss fewer than t = 60
+clients survive too often for the 2^-20 target, on any graph; the complete graph is used.)
+
+Share points. A holder's Shamir x-coordinate is 1 + its index among the round's sorted client
+ids (:meth:`MaskingParams.share_point`): distinct, non-zero and below n + 1 whatever the ids
+are, which keeps them in the small field of :mod:`secagg.crypto.shamir`.
 """
 
 from __future__ import annotations
@@ -116,13 +134,15 @@ def completion_failure_bound(n: int, threshold: int, degree: int, dropout_rate: 
     """Bound on the abort probability when each client is lost with prob. ``dropout_rate``.
 
     Below the complete graph: the union bound n * P[Bin(k + 1, 1 - p) < t_s] over the n
-    neighbourhoods (capped at 1). On the complete graph: exactly P[Bin(n, 1 - p) < t].
+    neighbourhoods plus P[Bin(n, 1 - p) < t] (fewer than t survivors abort any round),
+    capped at 1. On the complete graph: exactly P[Bin(n, 1 - p) < t].
     """
     _check_dropout_rate(dropout_rate)
+    too_few = float(bdtr(threshold - 1, n, 1 - dropout_rate))  # fewer than t survive at all
     if degree >= n - 1:
-        return float(bdtr(threshold - 1, n, 1 - dropout_rate))
+        return too_few
     t_s = share_threshold(n, threshold, degree)
-    return min(1.0, n * float(bdtr(t_s - 1, degree + 1, 1 - dropout_rate)))
+    return min(1.0, n * float(bdtr(t_s - 1, degree + 1, 1 - dropout_rate)) + too_few)
 
 
 def auto_degree(n: int, threshold: int, dropout_rate: float = DEFAULT_DROPOUT_RATE) -> int:
@@ -138,15 +158,21 @@ def auto_degree(n: int, threshold: int, dropout_rate: float = DEFAULT_DROPOUT_RA
     if dropout_rate == 0:
         return k_sec
     ks = np.arange(max(k_sec, 2), n - 1, 2)
-    t_s = -(-threshold * (ks + 1) // n)
-    failure = n * bdtr(t_s - 1, ks + 1, 1 - dropout_rate)  # binomial CDF
+    t_s = (ks + 1) // 2 + 1
+    too_few = bdtr(threshold - 1, n, 1 - dropout_rate)  # no degree helps with this term
+    failure = n * bdtr(t_s - 1, ks + 1, 1 - dropout_rate) + too_few  # binomial CDFs
     ok = np.flatnonzero(failure <= 2.0**-CORRECTNESS_BITS)
     return int(ks[ok[0]]) if ok.size else n - 1
 
 
 def share_threshold(n: int, threshold: int, degree: int) -> int:
-    """Shares needed to reconstruct a secret shared among a neighbourhood of k + 1 holders."""
-    return -(-threshold * (degree + 1) // n)
+    """t_s: shares needed to rebuild a secret shared among a neighbourhood of k + 1 holders.
+
+    A strict majority of the neighbourhood (module docstring); on the complete graph, t.
+    """
+    if degree >= n - 1:
+        return threshold
+    return (degree + 1) // 2 + 1
 
 
 def _check_dropout_rate(dropout_rate: float) -> None:
@@ -290,6 +316,18 @@ class MaskingParams:
         """t_s: shares needed per reconstruction (see the module docstring)."""
         return share_threshold(self.n, self.threshold, self.neighbors)
 
+    @cached_property
+    def share_points(self) -> dict[int, int]:
+        """client id -> its Shamir x-coordinate (1 + index among the sorted ids)."""
+        return {c: i + 1 for i, c in enumerate(self.client_ids)}
+
+    def share_point(self, client: int) -> int:
+        """The Shamir x-coordinate of ``client``'s shares in this round (module docstring)."""
+        try:
+            return self.share_points[client]
+        except KeyError:
+            raise ProtocolError(f"client {client} is not one of this round's clients") from None
+
     @property
     def dtype(self) -> np.dtype:
         """Word type of inputs and masked vectors: uint32 for bits <= 32, else uint64."""
@@ -340,7 +378,7 @@ def _check_threshold(t: int, n: int) -> None:
 # Key-derivation contexts. Client and server must derive identical keys, so both use these.
 # --------------------------------------------------------------------------------------------
 
-_SHARE_KEY = b"secagg/v1/share-encryption-key"
+_SHARE_KEY = b"secagg/v2/share-bundle-key"
 _SHARE_AD = b"secagg/v1/share"
 _PAIR_MASK = b"secagg/v1/pair-mask"
 _SELF_MASK = b"secagg/v1/self-mask"
@@ -350,14 +388,31 @@ _SURVIVORS_SIGNATURE = b"secagg/v1/survivors-signature"
 
 
 def share_x(client_id: int) -> int:
-    """Shamir x-coordinate of a client's shares: never 0, where the secret sits."""
+    """A positive label for a holder's share in the nested-mapping form (owner -> holder ->
+    :class:`~secagg.crypto.shamir.Share`) that auditors build.
+
+    Interpolation never trusts it: :func:`secagg.masking.unmask.remove_masks` takes every
+    holder's point from :meth:`MaskingParams.share_point`, which equals this label when the
+    client ids are 0..n-1.
+    """
     return client_id + 1
 
 
-def share_encryption_key(agreed: bytes, round_id: int, a: int, b: int) -> bytes:
-    """AES-256-GCM key for the shares exchanged between clients a and b in this round."""
+def share_encryption_keys(agreed: bytes, round_id: int, a: int, b: int) -> tuple[bytes, bytes]:
+    """AES-256-GCM keys of the two share bundles between a and b: (a -> b, b -> a).
+
+    Directional: each key seals exactly one bundle, so the bundle can use a fixed nonce
+    (:func:`secagg.crypto.aead.seal_once`). One HKDF call gives both (64 bytes, split).
+    """
     lo, hi = min(a, b), max(a, b)
-    return derive_key(agreed, info=encode_context(_SHARE_KEY, round_id, lo, hi))
+    both = derive_key(agreed, info=encode_context(_SHARE_KEY, round_id, lo, hi), length=64)
+    upward, downward = both[:32], both[32:]
+    return (upward, downward) if a < b else (downward, upward)
+
+
+def share_encryption_key(agreed: bytes, round_id: int, sender: int, recipient: int) -> bytes:
+    """The key of the one share bundle ``sender`` sends ``recipient`` in this round."""
+    return share_encryption_keys(agreed, round_id, sender, recipient)[0]
 
 
 def share_associated_data(round_id: int, sender: int, recipient: int) -> bytes:

@@ -12,6 +12,12 @@ Every rebuilt secret is checked before use; wrong shares are corrected where pos
 their holders named (:attr:`MaskingServer.inconsistent_holders`); a round aborts only when
 the shares at hand cannot be corrected.
 
+Memory: the masked inputs are added as they arrive, so the sum costs O(d) whatever n is.
+What grows with n is routing state, O(n k) with small constants: the sealed share bundles
+between ``share_keys`` and ``masked_input`` (88 bytes per edge) and the revealed shares kept
+as arrays until unmasking (36 bytes per share, :class:`~secagg.masking.unmask.
+RevealedShares`).
+
 API: :meth:`MaskingServer.start` opens the round; :meth:`receive` takes each client message
 (invalid ones raise a ProtocolError subclass and change nothing); :meth:`close_phase` means
 "the deadline passed": whoever has not sent this phase's message is dropped, and the next
@@ -54,6 +60,7 @@ from secagg.masking.messages import (
     ServerMessage,
     ShareDelivery,
     ShareKeys,
+    ShareTable,
     UnmaskingRequest,
     UnmaskingResponse,
     check_masked_words,
@@ -67,10 +74,18 @@ from secagg.masking.params import (
     SHARE_KEYS,
     MaskingParams,
     advertise_signature_message,
-    share_x,
     survivors_signature_message,
 )
-from secagg.masking.unmask import remove_masks
+from secagg.masking.unmask import RevealedShares, remove_masks
+
+
+def _share_arrays(table: Mapping[int, bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """(owners, values) of one revealed-share table; CryptoError if a value is malformed."""
+    if isinstance(table, ShareTable):
+        return table.ids, table.limbs
+    owners = sorted(table)
+    raw = b"".join(table[o] for o in owners)
+    return np.array(owners, dtype=np.uint64), shamir.decode_values(raw, len(owners))
 
 
 @dataclass(frozen=True)
@@ -103,8 +118,8 @@ class MaskingServer:
         self._sum: np.ndarray | None = None
         self._survivors: frozenset[int] = frozenset()
         self._to_recover: frozenset[int] = frozenset()  # dropped clients with masked neighbours
-        self._seed_shares: dict[int, dict[int, shamir.Share]] = {}  # owner -> holder -> share
-        self._key_shares: dict[int, dict[int, shamir.Share]] = {}
+        self._seed_shares = RevealedShares()  # b-shares of survivors, as arrays
+        self._key_shares = RevealedShares()  # s-shares of dropped clients
         self._signatures: dict[int, bytes] = {}  # survivor -> signature on the survivor set
         self._result: UnmaskedSum | None = None
         #: holder -> owners whose share it returned wrong (found while rebuilding secrets)
@@ -283,16 +298,12 @@ class MaskingServer:
                     f"client {sender} sent {what} of {sorted(extra)}, which are not {group} "
                     "in its neighbourhood; the response is ignored"
                 )
-        x = share_x(sender)
         try:
-            seeds = {o: shamir.Share.from_value_bytes(x, v) for o, v in message.seed_shares.items()}
-            keys = {o: shamir.Share.from_value_bytes(x, v) for o, v in message.key_shares.items()}
+            seeds, keys = _share_arrays(message.seed_shares), _share_arrays(message.key_shares)
         except CryptoError as exc:
             raise TamperedMessageError(f"client {sender}'s share: {exc}") from exc
-        for owner, share in seeds.items():
-            self._seed_shares.setdefault(owner, {})[sender] = share
-        for owner, share in keys.items():
-            self._key_shares.setdefault(owner, {})[sender] = share
+        self._seed_shares.add(sender, *seeds)
+        self._key_shares.add(sender, *keys)
 
     # ---- closing phases ----------------------------------------------------------------------
 
@@ -354,9 +365,13 @@ class MaskingServer:
         self._bundles = {}
 
     def _unmasking_requests(self) -> dict[int, UnmaskingRequest]:
-        """Ask every client still here to unmask, showing it the signatures when signed."""
+        """Ask every client still here to unmask, showing it t signatures when signed.
+
+        t valid signatures on one set are what a client needs (t > n/2 makes the set unique);
+        sending exactly t, not every one collected, keeps each client's checking at t.
+        """
         r, survivors = self.params.round_id, tuple(sorted(self._survivors))
-        signatures = dict(sorted(self._signatures.items()))
+        signatures = dict(sorted(self._signatures.items())[: self.params.threshold])
         return {
             c: UnmaskingRequest(r, SERVER_ID, c, survivors, signatures)
             for c in sorted(self._active)
@@ -365,11 +380,12 @@ class MaskingServer:
     def _unmask(self) -> UnmaskedSum:
         p, t_s = self.params, self.params.share_threshold
         # Every count is checked before any secret is reconstructed.
+        seed_counts, key_counts = self._seed_shares.counts(), self._key_shares.counts()
         for owner in sorted(self._survivors):
-            got = len(self._seed_shares.get(owner, {}))
+            got = seed_counts.get(owner, 0)
             self._require(got, t_s, f"b-shares of survivor {owner}")
         for owner in sorted(self._to_recover):
-            got = len(self._key_shares.get(owner, {}))
+            got = key_counts.get(owner, 0)
             self._require(got, t_s, f"key shares of dropped client {owner}")
         if self._sum is None:  # unreachable: t >= 2 survivors sent masked inputs
             raise PhaseError("no masked input was received")
@@ -386,7 +402,7 @@ class MaskingServer:
         )
         self.inconsistent_holders.update(found)
         self._sum = None
-        self._seed_shares, self._key_shares = {}, {}
+        self._seed_shares, self._key_shares = RevealedShares(), RevealedShares()
         return UnmaskedSum(total, sorted(self._survivors), dict(self.inconsistent_holders))
 
     def _abort(self) -> None:
@@ -394,4 +410,4 @@ class MaskingServer:
         self._phase = FINISHED
         self._sum = None
         self._bundles = {}
-        self._seed_shares, self._key_shares = {}, {}
+        self._seed_shares, self._key_shares = RevealedShares(), RevealedShares()

@@ -260,8 +260,9 @@ def _correct_guesses(scores: np.ndarray, included: np.ndarray, k_pos: int, k_neg
 
 
 def audit_dp_sgd(
-    noise_multiplier: float,
+    noise_multiplier: float | None = None,
     *,
+    target_epsilon: float | None = None,
     disable_noise: bool = False,
     canaries: int = 1000,
     real_samples: int = 500,
@@ -295,7 +296,13 @@ def audit_dp_sgd(
     ``disable_noise=True`` builds the trainer normally and then adds no noise while the
     accountant keeps counting σ (see :func:`_broken_noise`): a correct audit must then
     report a lower bound above the claimed ε, given enough canaries.
+
+    Give σ (``noise_multiplier``) or ``target_epsilon``: the latter calibrates σ for this
+    audit's own plan (``rounds`` rounds at its sample rate), as the pipeline does per client,
+    so the audit checks DP-SGD at the ε a run claims.
     """
+    if (noise_multiplier is None) == (target_epsilon is None):
+        raise PrivacyError("audit_dp_sgd needs exactly one of noise_multiplier and target_epsilon")
     rng = np.random.default_rng(seed)
     dim = features + canaries
     x_real = rng.standard_normal((real_samples, features))
@@ -318,6 +325,7 @@ def audit_dp_sgd(
     privacy = PrivacySection(
         mode="local-dp",
         noise_multiplier=noise_multiplier,
+        target_epsilon=target_epsilon,
         delta=delta,
         max_grad_norm=max_grad_norm,
     )
@@ -327,8 +335,10 @@ def audit_dp_sgd(
         return LogisticRegression(dim, 2)
 
     trainer = LocalTrainer(data, factory, training, privacy, rounds=rounds, seed=seed)
+    sigma = trainer.noise_multiplier
+    assert sigma is not None  # local-dp always has σ
     if disable_noise:
-        _broken_noise(trainer, float(noise_multiplier))
+        _broken_noise(trainer, sigma)
 
     model = factory()
     params = np.zeros_like(get_flat_params(model))
@@ -347,7 +357,7 @@ def audit_dp_sgd(
     return AuditResult(
         epsilon_lower_bound=bound,
         epsilon_accountant=claimed,
-        noise_multiplier=float(noise_multiplier),
+        noise_multiplier=sigma,
         noise_added=not disable_noise,
         canaries=canaries,
         included=int(included.sum()),

@@ -10,11 +10,15 @@ Every hiding mode is a :class:`~secagg.protection.base.SecureSum` wrapped in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from secagg.aggregation import AggregationRule, FedAvg
 from secagg.aggregation.norm_bound import NormBound
 from secagg.config import Config
+from secagg.crypto.signing import IdentityDirectory
 from secagg.errors import ConfigError
 from secagg.protection.base import (
     AggregateOutcome,
@@ -38,22 +42,14 @@ SECURE_SUMS: dict[str, type[MaskingSum] | type[HESum]] = {
 MODES = ("none", *SECURE_SUMS)
 
 
-def make_protection(
-    config: Config,
-    rule: AggregationRule,
-    client_ids: list[int],
-    dim: int,
-    seed: int,
-    ledger: LedgerSession | None = None,
-) -> Protection:
-    """The protection named by ``protection.mode``, refusing impossible combinations.
+def hiding_rule(
+    config: Config, rule: AggregationRule
+) -> tuple[FedAvg, Callable[[np.ndarray], np.ndarray] | None]:
+    """The linear rule a hiding mode sums with, and the clipping each client applies first.
 
-    ``dim`` is the length of one update; hiding modes sum ``dim + 1`` values (the weight).
-    ``ledger``: record every round on chain (keys and survivor set read from it).
+    Refuses rules that need every individual update (they cannot run on a hidden sum).
     """
     mode = config.protection.mode
-    if mode == "none":
-        return PlainProtection(rule)
     client_clip = None
     if isinstance(rule, NormBound):
         # Linear after clipping: each client clips its own update, the sum is FedAvg's.
@@ -66,8 +62,38 @@ def make_protection(
         )
     if mode not in SECURE_SUMS:
         raise ConfigError(f"protection.mode = {mode!r} is not one of: {', '.join(MODES)}")
-    secure_sum = SECURE_SUMS[mode](config, client_ids, dim + 1, seed, ledger)
-    return HiddenFedAvg(mode, rule, secure_sum, config.protection.clip_range, client_clip)
+    return rule, client_clip
+
+
+def make_protection(
+    config: Config,
+    rule: AggregationRule,
+    client_ids: list[int],
+    dim: int,
+    seed: int,
+    ledger: LedgerSession | None = None,
+    *,
+    identities: IdentityDirectory | None = None,
+    he_public_key: bytes | None = None,
+) -> Protection:
+    """The protection named by ``protection.mode``, refusing impossible combinations.
+
+    ``dim`` is the length of one update; hiding modes sum ``dim + 1`` values (the weight).
+    ``ledger``: record every round on chain (keys and survivor set read from it).
+    Keys that live elsewhere (a deployment, :mod:`secagg.flower`): ``identities``, the
+    clients' registered signing keys (masking); ``he_public_key``, the key holder's public
+    key (HE). Without them a simulation generates them here.
+    """
+    mode = config.protection.mode
+    if mode == "none":
+        return PlainProtection(rule)
+    linear, client_clip = hiding_rule(config, rule)
+    secure_sum: MaskingSum | HESum
+    if mode in MaskingSum.MODES:
+        secure_sum = MaskingSum(config, client_ids, dim + 1, seed, ledger, identities)
+    else:
+        secure_sum = HESum(config, client_ids, dim + 1, seed, ledger, he_public_key)
+    return HiddenFedAvg(mode, linear, secure_sum, config.protection.clip_range, client_clip)
 
 
 __all__ = [
@@ -77,5 +103,6 @@ __all__ = [
     "Protection",
     "SecureSum",
     "SumOutcome",
+    "hiding_rule",
     "make_protection",
 ]

@@ -109,21 +109,19 @@ class HiddenFedAvg:
             update = self.client_clip(update)
         return self.rule.encode(update, weight, self.clip)
 
-    def aggregate(
-        self,
-        updates: Mapping[int, np.ndarray],
-        weights: Mapping[int, float],
-        schedule: DropoutSchedule,
-        round_idx: int,
-    ) -> AggregateOutcome:
+    @staticmethod
+    def declared_weights(weights: Mapping[int, float]) -> dict[int, float]:
+        """The weights each client encodes: its sample count over the largest one."""
         top = max(weights.values())
-        declared = {c: w / top for c, w in weights.items()}
-        encodings = {c: self.encode(c, updates[c], declared[c], round_idx) for c in updates}
-        try:
-            outcome = self.secure_sum.sum(encodings, schedule, round_idx)
-        except (BelowThresholdError, CryptoError) as exc:
-            # Too few survivors, or secrets beyond correction: the round reveals nothing.
-            return AggregateOutcome(None, [], f"{type(exc).__name__}: {exc}")
+        return {c: w / top for c, w in weights.items()}
+
+    @staticmethod
+    def aborted(exc: Exception) -> AggregateOutcome:
+        """A round whose sum could not be formed (too few survivors, broken secrets)."""
+        return AggregateOutcome(None, [], f"{type(exc).__name__}: {exc}")
+
+    def conclude(self, outcome: SumOutcome, declared: Mapping[int, float]) -> AggregateOutcome:
+        """The server's side after the sum: check it against the declarations, average."""
         included = outcome.included
         try:
             mean = self.rule.finalize(
@@ -132,3 +130,19 @@ class HiddenFedAvg:
         except AggregateRejectedError as exc:
             return AggregateOutcome(None, included, f"{type(exc).__name__}: {exc}", outcome.stats)
         return AggregateOutcome(mean.astype(np.float32), included, stats=outcome.stats)
+
+    def aggregate(
+        self,
+        updates: Mapping[int, np.ndarray],
+        weights: Mapping[int, float],
+        schedule: DropoutSchedule,
+        round_idx: int,
+    ) -> AggregateOutcome:
+        declared = self.declared_weights(weights)
+        encodings = {c: self.encode(c, updates[c], declared[c], round_idx) for c in updates}
+        try:
+            outcome = self.secure_sum.sum(encodings, schedule, round_idx)
+        except (BelowThresholdError, CryptoError) as exc:
+            # Too few survivors, or secrets beyond correction: the round reveals nothing.
+            return self.aborted(exc)
+        return self.conclude(outcome, declared)

@@ -99,8 +99,33 @@ class KeyHolder:
         return self._secret
 
 
+def decryption_threshold(config: Config, n: int) -> int:
+    """t: the fewest summands the key holder decrypts (``protection.threshold`` of n)."""
+    pt = config.protection
+    t = pt.threshold if pt.threshold >= 1 else math.ceil(round(pt.threshold * n, 9))
+    if not 2 <= t <= n:
+        raise ConfigError(
+            f"protection.threshold gives t = {t}; the key holder decrypts sums of t to n "
+            f"clients, so t must be in [2, {n}]"
+        )
+    return int(t)
+
+
+def load_client_key(mode: str, public: bytes, workers: int = 1) -> HEPublicKey:
+    """A client's encryption key from the key holder's public bytes."""
+    if mode == "paillier":
+        from secagg.he import paillier
+
+        return paillier.load_public_key(public, workers=workers)
+    return he.load_public_key(public)
+
+
 class HESum:
-    """CKKS or packed Paillier over the run's clients, one key pair for the whole run."""
+    """CKKS or packed Paillier over the run's clients, one key pair for the whole run.
+
+    ``public_key``: the key pair's public half when its key holder lives elsewhere (a
+    deployment, where one node holds the secret key); by default it is generated here.
+    """
 
     MODES: ClassVar[tuple[str, ...]] = he.SCHEMES
 
@@ -111,6 +136,7 @@ class HESum:
         dim: int,
         seed: int,
         ledger: LedgerSession | None = None,
+        public_key: bytes | None = None,
     ) -> None:
         pt = config.protection
         self.mode = pt.mode
@@ -118,42 +144,45 @@ class HESum:
         self.client_ids = list(client_ids)
         self.dim = dim
         n = len(client_ids)
-        t = pt.threshold if pt.threshold >= 1 else math.ceil(round(pt.threshold * n, 9))
-        if not 2 <= t <= n:
-            raise ConfigError(
-                f"protection.threshold gives t = {t}; the key holder decrypts sums of t to n "
-                f"clients, so t must be in [2, {n}]"
-            )
-        self.key_holder = KeyHolder(config, n, int(t))
+        t = decryption_threshold(config, n)
+        self.key_holder: KeyHolder | None = None
+        if public_key is None:
+            self.key_holder = KeyHolder(config, n, t)
+            public_key = self.key_holder.public_bytes
+        self.public_bytes = public_key
         # Clients and the aggregator get the public key as bytes, as over a network.
-        self.client_key = self._load(self.key_holder.public_bytes, pt.he_workers)
-        self.aggregator = HEAggregator(self.key_holder.public_bytes)
-
-    def _load(self, public: bytes, workers: int) -> HEPublicKey:
-        if self.mode == "paillier":
-            from secagg.he import paillier
-
-            return paillier.load_public_key(public, workers=workers)
-        return he.load_public_key(public)
+        self.client_key = load_client_key(self.mode, public_key, pt.he_workers)
+        self.aggregator = HEAggregator(public_key)
 
     def public_record(self, round_idx: int) -> dict[str, Any]:
         """What an auditor needs to redo the aggregator's sum: the public key."""
         return {
-            "he_public_key": self.key_holder.public_bytes.hex(),
+            "he_public_key": self.public_bytes.hex(),
             "dim": self.dim,
             "client_ids": self.client_ids,
         }
 
+    def encrypt(self, encoding: np.ndarray) -> bytes:
+        """A client's ciphertext of its encoding (the client's side)."""
+        return self.client_key.encrypt(encoding).serialize()
+
+    def outcome(self, values: np.ndarray, included: list[int], stats: dict[str, Any]) -> SumOutcome:
+        """The decrypted sum of the ``included`` clients' encodings, with its error bound."""
+        return SumOutcome(
+            values,
+            included,
+            self.aggregator.public_key.params.error_bound(len(included)),
+            stats=stats,
+        )
+
     def sum(
         self, encodings: Mapping[int, np.ndarray], schedule: DropoutSchedule, round_idx: int
     ) -> SumOutcome:
+        if self.key_holder is None:
+            raise ProtocolError("this HESum has no key holder here: its sum runs elsewhere")
         lost = schedule.before_input()
         start = time.process_time()
-        blobs = {
-            c: self.client_key.encrypt(v).serialize()
-            for c, v in sorted(encodings.items())
-            if c not in lost
-        }
+        blobs = {c: self.encrypt(v) for c, v in sorted(encodings.items()) if c not in lost}
         encrypt_seconds = (time.process_time() - start) / max(1, len(blobs))
         if self.ledger is not None:
             # A client whose commit the contract refuses (its ε cap) is left out.
@@ -172,11 +201,10 @@ class HESum:
         values = self.key_holder.decrypt_sum(total, len(included))
         decrypt_seconds = time.process_time() - start
         sizes = [len(b) for b in blobs.values()]
-        return SumOutcome(
+        return self.outcome(
             values,
             included,
-            self.key_holder.params.error_bound(len(included)),
-            stats={
+            {
                 "bytes_sent_per_client": float(np.mean(sizes)),
                 "bytes_over_float32_update": float(np.mean(sizes)) / (4 * (self.dim - 1)),
                 "client_seconds": {"encrypt": encrypt_seconds},

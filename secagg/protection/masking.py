@@ -36,7 +36,11 @@ class MaskingSum:
         dim: int,
         seed: int,
         ledger: LedgerSession | None = None,
+        identities: IdentityDirectory | None = None,
     ) -> None:
+        """``identities``: the clients' registered Ed25519 public keys, when they live
+        elsewhere (a deployment: each node holds its own private key); by default a signed
+        run generates every client's key pair here (a simulation)."""
         pt = config.protection
         self.ledger = ledger
         self.client_ids = client_ids
@@ -55,7 +59,10 @@ class MaskingSum:
         # With a ledger the chain is the PKI and the broadcast channel: clients read keys and
         # the survivor set from the contract, which replaces the signed consistency round.
         if pt.consistency == "signatures" and ledger is None:
-            self.directory, self.identity_keys = IdentityDirectory.generate(client_ids)
+            if identities is not None:
+                self.directory = identities
+            else:
+                self.directory, self.identity_keys = IdentityDirectory.generate(client_ids)
         # Size the SecAgg+ graph for the dropout this run will see: the expected rate, or the
         # simulated one compounded over its phases, whichever is larger.
         simulated = 1 - (1 - pt.dropout) ** len(pt.dropout_phases)
@@ -66,6 +73,10 @@ class MaskingSum:
             raise ConfigError(f"protection: {exc}") from None
 
     def _params(self, round_idx: int) -> MaskingParams:
+        return self.params(round_idx)
+
+    def params(self, round_idx: int) -> MaskingParams:
+        """Round ``round_idx``'s public parameters: the same wherever the run's config is."""
         return MaskingParams.create(
             self.client_ids,
             self.dim,
@@ -92,25 +103,40 @@ class MaskingSum:
             "clip": self.spec.clip,
         }
 
+    def client_input(self, client: int, encoding: np.ndarray, round_idx: int) -> np.ndarray:
+        """What ``client`` masks: its encoding quantised into Z_2^b (the client's side)."""
+        # Stochastic rounding is not secret: a seeded generator keeps runs reproducible.
+        rng = np.random.default_rng([self.seed, round_idx, client, 0x5EC])
+        return quantize(encoding, self.spec, rng)
+
+    def outcome(self, total: np.ndarray, included: list[int], stats: dict[str, Any]) -> SumOutcome:
+        """The dequantised sum of the ``included`` clients' inputs (the server's side)."""
+        return SumOutcome(
+            dequantize(total, self.spec),
+            included,
+            error_bound(self.spec, len(included)),
+            stats={
+                **stats,
+                "consistency": "chain"
+                if self.ledger is not None
+                else ("signatures" if self.directory is not None else "none"),
+            },
+        )
+
     def sum(
         self, encodings: Mapping[int, np.ndarray], schedule: DropoutSchedule, round_idx: int
     ) -> SumOutcome:
-        inputs = {
-            # Stochastic rounding is not secret: a seeded generator keeps runs reproducible.
-            c: quantize(v, self.spec, np.random.default_rng([self.seed, round_idx, c, 0x5EC]))
-            for c, v in encodings.items()
-        }
-        params = self._params(round_idx)
+        inputs = {c: self.client_input(c, v, round_idx) for c, v in encodings.items()}
+        params = self.params(round_idx)
         board = None if self.ledger is None else self.ledger.masking_board(round_idx, params.graph)
         result = run_round(
             inputs, params, dropouts=schedule.by_phase, identities=self.identity_keys, board=board
         )
         sent = list(result.bytes_sent.values())
-        return SumOutcome(
-            dequantize(result.total, self.spec),
+        return self.outcome(
+            result.total,
             result.included,
-            error_bound(self.spec, len(result.included)),
-            stats={
+            {
                 "bytes_sent_per_client": float(np.mean(sent)) if sent else 0.0,
                 "bytes_sent_max": max(sent) if sent else 0,
                 "client_seconds": result.client_seconds,
@@ -118,9 +144,6 @@ class MaskingSum:
                 "server_seconds_by_phase": result.server_seconds,
                 "neighbors": params.neighbors,
                 "threshold": params.threshold,
-                "consistency": "chain"
-                if self.ledger is not None
-                else ("signatures" if params.signed else "none"),
                 "inconsistent_holders": {
                     str(h): owners for h, owners in result.inconsistent_holders.items()
                 },

@@ -17,17 +17,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from secagg.aggregation import RULE_PARAMS, make_rule
 from secagg.aggregation.fltrust import FLTrust
 from secagg.config import Config, PrivacySection
-from secagg.data import ClientData, FederatedDataset, load_federated
-from secagg.errors import ConfigError, DataError
-from secagg.models import build_model, get_flat_params, set_flat_params
+from secagg.data import ClientData, FederatedDataset
+from secagg.errors import ConfigError
+from secagg.models import set_flat_params
 from secagg.protection import make_protection
+from secagg.protection.base import AggregateOutcome
 from secagg.protection.dropout import draw_schedule
 from secagg.simulation.clients import ClientFactory, HonestBuilder, RoundAware, honest
+from secagg.simulation.federation import (
+    SEED_DROPOUT,
+    SEED_PROTECTION,
+    SEED_ROOT,
+    Federation,
+    apply_update,
+    derive_seed,
+)
 from secagg.training import LocalTrainer, evaluate
 
 if TYPE_CHECKING:
@@ -115,9 +122,49 @@ def _max_epsilon(eps: dict[str, float | None]) -> float | None:
     return max(values) if values else None
 
 
-def _derive_seed(*parts: int) -> int:
-    """Independent 32-bit seeds per component, all from ``run.seed``."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+#: Kept for callers of the engine's old private name; see :func:`~.federation.derive_seed`.
+_derive_seed = derive_seed
+
+
+def client_infos(clients: list[ClientData], trainers: list[Any]) -> list[ClientInfo]:
+    """What the run reports about each client: public facts of its data and its DP schedule."""
+    return [
+        ClientInfo(
+            name=c.name,
+            train_samples=c.num_samples,
+            val_samples=len(c.y_val),
+            noise_multiplier=t.noise_multiplier,
+            sample_rate=t.sample_rate,
+            steps_per_round=t.steps_per_round,
+        )
+        for c, t in zip(clients, trainers, strict=True)
+    ]
+
+
+def round_record(
+    round_idx: int,
+    metrics: dict[str, float],
+    train_losses: list[float],
+    epsilons: dict[str, float | None],
+    outcome: AggregateOutcome,
+    dropped: dict[str, list[int]],
+    names: list[str],
+    seconds: float,
+) -> RoundRecord:
+    """The record of one finished round, as ``metrics.json`` holds it (ids become names)."""
+    return RoundRecord(
+        round=round_idx + 1,
+        accuracy=metrics["accuracy"],
+        loss=metrics["loss"],
+        auc=metrics.get("auc"),
+        train_loss=float(np.mean(train_losses)) if train_losses else float("nan"),
+        epsilon=epsilons,
+        included=[names[i] for i in outcome.included],
+        dropped={p: [names[i] for i in ids_] for p, ids_ in dropped.items()},
+        aborted=outcome.aborted_reason,
+        seconds=seconds,
+        protection=outcome.stats,
+    )
 
 
 ProgressCallback = Callable[[RoundRecord], None]
@@ -150,38 +197,21 @@ def run_simulation(
         check_output_dir(Path(output_dir), overwrite)
 
     seed = config.run.seed
-    data = dataset if dataset is not None else load_federated(config.data, seed)
-    names = [c.name for c in data.clients]
-    ids = list(range(len(data.clients)))
-
-    def model_factory() -> torch.nn.Module:
-        return build_model(
-            config.model.name,
-            data.n_features,
-            data.n_classes,
-            hidden=config.model.hidden,
-            seed=_derive_seed(seed, 1),
-        )
-
-    global_model = model_factory()
-    params = get_flat_params(global_model)
+    federation = Federation.load(config, dataset)
+    data = federation.data
+    names = federation.names
+    ids = federation.ids
+    global_model = federation.model()
+    params = federation.initial_params()
 
     def honest_builder(i: int) -> HonestBuilder:
         def build(client_data: ClientData) -> LocalTrainer:
-            return LocalTrainer(
-                client_data,
-                model_factory,
-                config.training,
-                config.privacy,
-                rounds=config.run.rounds,
-                seed=_derive_seed(seed, 2, i),
-            )
+            return federation.trainer(i, client_data)
 
         return build
 
     trainers = [client_factory(i, c, honest_builder(i)) for i, c in enumerate(data.clients)]
-    ag = config.aggregation
-    rule = make_rule(ag.rule, **{k: getattr(ag, k) for k in RULE_PARAMS[ag.rule]})
+    rule = federation.rule()
     root_trainer = None
     if isinstance(rule, FLTrust):
         if data.root is None:
@@ -192,26 +222,17 @@ def run_simulation(
         # The server trains on its own clean rows like a client, without DP (they are its own).
         root_trainer = LocalTrainer(
             data.root,
-            model_factory,
+            federation.model,
             config.training,
             PrivacySection(mode="none"),
             rounds=config.run.rounds,
-            seed=_derive_seed(seed, 5),
+            seed=derive_seed(seed, SEED_ROOT),
         )
     ledger = _start_ledger(config, ids, output_dir) if config.ledger.enabled else None
-    protection = make_protection(config, rule, ids, params.size, _derive_seed(seed, 3), ledger)
-
-    clients = [
-        ClientInfo(
-            name=c.name,
-            train_samples=c.num_samples,
-            val_samples=len(c.y_val),
-            noise_multiplier=t.noise_multiplier,
-            sample_rate=t.sample_rate,
-            steps_per_round=t.steps_per_round,
-        )
-        for c, t in zip(data.clients, trainers, strict=True)
-    ]
+    protection = make_protection(
+        config, rule, ids, params.size, derive_seed(seed, SEED_PROTECTION), ledger
+    )
+    clients = client_infos(data.clients, trainers)
     initial = evaluate(global_model, data.X_test, data.y_test)
     result = SimulationResult(
         config, data.task, clients, [], initial, params, Path(output_dir) if output_dir else None
@@ -245,7 +266,7 @@ def run_simulation(
                 ids,
                 config.protection.dropout,
                 config.protection.dropout_phases,
-                np.random.default_rng(_derive_seed(seed, 4, r)),
+                np.random.default_rng(derive_seed(seed, SEED_DROPOUT, r)),
             )
             if root_trainer is not None:
                 assert isinstance(rule, FLTrust)
@@ -255,23 +276,18 @@ def run_simulation(
                 ledger.round_trained(r, params, eps, weights, protection.public_record(r))
             outcome = protection.aggregate(updates, weights, schedule, r)
             if outcome.update is not None:
-                if not np.all(np.isfinite(outcome.update)):
-                    raise DataError(f"round {r}: the aggregated update contains NaN or inf")
-                params = (params + config.aggregation.server_lr * outcome.update).astype(np.float32)
+                params = apply_update(params, outcome.update, config.aggregation.server_lr, r)
                 set_flat_params(global_model, params)
             metrics = evaluate(global_model, data.X_test, data.y_test)
-            record = RoundRecord(
-                round=r + 1,
-                accuracy=metrics["accuracy"],
-                loss=metrics["loss"],
-                auc=metrics.get("auc"),
-                train_loss=float(np.mean(train_losses)),
-                epsilon=epsilons,
-                included=[names[i] for i in outcome.included],
-                dropped={p: [names[i] for i in ids_] for p, ids_ in schedule.by_phase.items()},
-                aborted=outcome.aborted_reason,
-                seconds=time.perf_counter() - start,
-                protection=outcome.stats,
+            record = round_record(
+                r,
+                metrics,
+                train_losses,
+                epsilons,
+                outcome,
+                schedule.by_phase,
+                names,
+                time.perf_counter() - start,
             )
             if ledger is not None:
                 record.ledger = ledger.round_finished(r, outcome.update, outcome.included)

@@ -161,7 +161,13 @@ def test_membership_cells_score_the_final_model_and_fall_toward_chance_with_epsi
     tmp_path: Path,
 ) -> None:
     grid = load_grid(EXAMPLE.parent / "inference.toml")
-    grid = _small(grid, privacy=("none", "local-dp:1"), protection=("none",), seeds=(0,))
+    grid = _small(
+        grid,
+        attacks=("membership",),
+        privacy=("none", "local-dp:1"),
+        protection=("none",),
+        seeds=(0,),
+    )
     rows = {r["privacy"]: r for r in run_grid(grid, tmp_path)}
     no_dp, dp = float(rows["none"]["attack_success"]), float(rows["local-dp:1"]["attack_success"])
     assert no_dp > dp
@@ -175,3 +181,71 @@ def test_a_privacy_level_must_name_a_mode_and_a_positive_epsilon(tmp_path: Path)
     bad.write_text(EXAMPLE.read_text().replace('privacy = ["none"]', 'privacy = ["local-dp:-1"]'))
     with pytest.raises(ConfigError, match="write local-dp:EPS with EPS > 0"):
         load_grid(bad)
+
+
+def _inference(**fields: object) -> Grid:
+    grid = load_grid(EXAMPLE.parent / "inference.toml", ["run.rounds=2", "training.local_epochs=3"])
+    return _small(grid, seeds=(0,), **fields)
+
+
+def test_inversion_cells_read_one_plaintext_update_but_not_the_secure_aggregate(
+    tmp_path: Path,
+) -> None:
+    grid = _inference(attacks=("inversion",), privacy=("none",), protection=("none", "secagg+"))
+    rows = {r["protection"]: r for r in run_grid(grid, tmp_path)}
+    plain, hidden = (json.loads(rows[p]["metrics"]) for p in ("none", "secagg+"))
+    assert rows["none"]["knowledge"] == "the server: one client's update"
+    assert "aggregate of all clients" in rows["secagg+"]["knowledge"]
+    assert plain["psnr"] > 60  # one record's step: the record comes back (observed 140 dB)
+    assert hidden["psnr"] < plain["psnr"] - 60  # matching the sum of five: a blur (33 dB)
+    assert float(rows["none"]["attack_success"]) == plain["psnr"]
+    # The README's caveat: the sum still hands back a record whose ReLU unit fired alone.
+    assert hidden["psnr_analytic"] > 100  # observed 163 dB: exact
+
+
+def test_inference_cells_fill_the_privacy_table_and_the_audit_stays_below_the_accountant(
+    tmp_path: Path,
+) -> None:
+    grid = _inference(
+        attacks=("membership", "lira", "audit"),
+        privacy=("none", "local-dp:2"),
+        protection=("none",),
+        attack_params={"lira": {"shadows": 4}, "audit": {"canaries": 400}},
+    )
+    rows = run_grid(grid, tmp_path)
+    by = {(r["attack"], r["privacy"]): json.loads(r["metrics"]) for r in rows}
+    for attack in ("membership", "lira"):
+        assert 0.0 <= by[(attack, "local-dp:2")]["auc"] <= 1.0
+        assert by[(attack, "none")]["auc"] > by[(attack, "local-dp:2")]["auc"]
+    dp_audit = by[("audit", "local-dp:2")]
+    assert dp_audit["epsilon_audited_run"] == pytest.approx(2.0, rel=0.02)
+    assert 0 < dp_audit["epsilon_lower_bound"] <= dp_audit["epsilon_audited_run"]
+    # Without noise the same canaries give a bound no DP run at ε = 2 may reach.
+    assert by[("audit", "none")]["epsilon_lower_bound"] > 2.0
+    assert by[("audit", "none")]["epsilon"] == "inf"
+    table = (tmp_path / "privacy.md").read_text()
+    assert "| local-dp:2 | none |" in table and "LiRA TPR at 0.1 % FPR" in table
+    assert (tmp_path / "privacy.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_inference_parameters_are_checked_when_the_grid_loads(tmp_path: Path) -> None:
+    bad = tmp_path / "lab.toml"
+    text = (EXAMPLE.parent / "inference.toml").read_text()
+    bad.write_text(text.replace("lira = { shadows = 4 }", "lira = { shadows = 1 }"))
+    with pytest.raises(ConfigError, match="shadows must be >= 2"):
+        load_grid(bad)
+    bad.write_text(text.replace("lira = { shadows = 4 }", "lira = { shadow = 8 }"))
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_grid(bad)
+
+
+def test_membership_of_one_clients_records_depends_on_what_the_server_sees(
+    tmp_path: Path,
+) -> None:
+    grid = _inference(attacks=("membership",), privacy=("none",), protection=("none", "secagg+"))
+    rows = {r["protection"]: json.loads(r["metrics"]) for r in run_grid(grid, tmp_path)}
+    plain, hidden = rows["none"], rows["secagg+"]
+    # The global model is the same up to quantisation: so is what it leaks.
+    assert plain["auc"] == pytest.approx(hidden["auc"], abs=0.01)
+    # In plaintext the server holds hospital 0's own last local model, which fits its records.
+    assert plain["auc_client_view"] > hidden["auc_client_view"] + 0.03  # observed 0.553 vs 0.493

@@ -60,3 +60,16 @@ def test_wrong_key_and_truncation_are_detected() -> None:
 def test_bad_key_length_is_a_crypto_error() -> None:
     with pytest.raises(CryptoError, match="16, 24 or 32"):
         aead.encrypt(b"short", b"x", b"")
+
+
+def test_single_use_sealing_round_trips_without_a_nonce_and_checks_its_context() -> None:
+    sealed = aead.seal_once(KEY, b"bundle", _ad(1, 2, 3))
+    assert len(sealed) == len(b"bundle") + aead.ONCE_OVERHEAD == len(b"bundle") + 16
+    assert aead.open_once(KEY, sealed, _ad(1, 2, 3)) == b"bundle"
+    for other in (_ad(2, 2, 3), _ad(1, 3, 2)):
+        with pytest.raises(TamperedMessageError, match="authentication failed"):
+            aead.open_once(KEY, sealed, other)
+    with pytest.raises(TamperedMessageError, match="authentication failed"):
+        aead.open_once(os.urandom(32), sealed, _ad(1, 2, 3))
+    with pytest.raises(TamperedMessageError, match="shorter than its tag"):
+        aead.open_once(KEY, sealed[:15], _ad(1, 2, 3))

@@ -18,10 +18,29 @@ def _shares(t: int, m: int) -> tuple[bytes, list[shamir.Share]]:
 
 
 def _corrupt(shares: list[shamir.Share], indices: list[int]) -> list[shamir.Share]:
+    """Shift one limb of each chosen share (a different limb for different shares)."""
     out = list(shares)
     for i in indices:
-        out[i] = shamir.Share(out[i].x, (out[i].y + 1 + i) % shamir.PRIME)
+        y = list(out[i].y)
+        limb = i % len(y)
+        y[limb] = (y[limb] + 1 + i) % shamir.PRIME
+        out[i] = shamir.Share(out[i].x, tuple(y))
     return out
+
+
+def test_wrong_shares_in_every_limb_and_in_different_limbs_are_named() -> None:
+    secret, shares = _shares(5, 15)  # corrects 5
+    out = list(shares)
+    # holder 0 wrong in every limb; holders 3, 7 in one limb each, different ones
+    out[0] = shamir.Share(out[0].x, tuple((v + 9) % shamir.PRIME for v in out[0].y))
+    for i, limb in ((3, 2), (7, 8)):
+        y = list(out[i].y)
+        y[limb] = (y[limb] + 1) % shamir.PRIME
+        out[i] = shamir.Share(out[i].x, tuple(y))
+    decoded = reed_solomon.decode(out, 5)
+    assert decoded is not None and decoded.secret == secret
+    assert decoded.wrong_xs == (shares[0].x, shares[3].x, shares[7].x)
+    assert reed_solomon.disagreeing(shares[8:13], out[:8]) == decoded.wrong_xs
 
 
 @settings(max_examples=30, deadline=None)
@@ -73,6 +92,7 @@ def test_a_decoded_secret_is_hidden_from_repr() -> None:
 def test_a_secret_too_long_for_its_width_is_refused(t: int) -> None:
     secret = secrets.token_bytes(40)
     shares = shamir.split(secret, t, [1, 2, 3, 4, 5])
-    assert reed_solomon.decode(shares, t, secret_bytes=32) is None
+    assert reed_solomon.decode(shares, t, secret_bytes=32) is None  # 11 limbs, not 9
+    assert reed_solomon.decode(shamir.split(b"\xff" * 33, t, [1, 2, 3]), t, 32) is None
     decoded = reed_solomon.decode(shares, t, secret_bytes=40)
     assert decoded is not None and decoded.secret == secret

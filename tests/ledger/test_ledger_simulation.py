@@ -244,8 +244,9 @@ def test_a_holder_that_reveals_a_wrong_share_is_corrected_reported_on_chain_and_
         reply = honest_unmask(self, message)
         if self.id != liar or victim not in reply.seed_shares:
             return reply
-        y = (int.from_bytes(reply.seed_shares[victim], "big") + 1) % shamir.PRIME
-        shifted = {**reply.seed_shares, victim: y.to_bytes(shamir.VALUE_BYTES, "big")}
+        y = shamir.Share.from_value_bytes(1, reply.seed_shares[victim]).y  # first limb + 1
+        value = shamir.Share(1, ((y[0] + 1) % shamir.PRIME, *y[1:])).value_bytes()
+        shifted = {**reply.seed_shares, victim: value}
         return dataclasses.replace(reply, seed_shares=shifted)
 
     monkeypatch.setattr(MaskingClient, "_unmask", lying_unmask)

@@ -182,8 +182,9 @@ def _deliver_unmasking(r: HonestRound, tamper: dict[int, dict[str, dict[int, int
         for name, shares in (("seed", reply.seed_shares), ("key", reply.key_shares)):
             changed = dict(shares)
             for owner, offset in lies.get(name, {}).items():
-                y = (int.from_bytes(changed[owner], "big") + offset) % shamir.PRIME
-                changed[owner] = y.to_bytes(shamir.VALUE_BYTES, "big")
+                y = shamir.Share.from_value_bytes(1, changed[owner]).y  # shift the first limb
+                shifted = ((y[0] + offset) % shamir.PRIME, *y[1:])
+                changed[owner] = shamir.Share(1, shifted).value_bytes()
             fields[f"{name}_shares"] = changed
         r.server.receive(dataclasses.replace(reply, **fields))
     r.outbox = r.server.close_phase()

@@ -21,6 +21,7 @@ from secagg.masking.messages import (
     PublicKeys,
     ShareDelivery,
     ShareKeys,
+    ShareTable,
     UnmaskingRequest,
     UnmaskingResponse,
     decode_client_message,
@@ -36,8 +37,9 @@ EXAMPLES: list[Message] = [
     AdvertiseKeysRequest(5, SERVER_ID, 3, b"\xaa" * 32),
     AdvertiseKeys(5, 3, KEYS),
     KeyDirectory(5, SERVER_ID, 3, {1: KEYS, 9: PublicKeys(b"\x03" * 32, b"\x04" * 32)}),
-    ShareKeys(5, 3, {1: b"ciphertext-1", 9: b"c9"}),
-    ShareDelivery(5, SERVER_ID, 3, {1: b"from-1", 9: b""}),
+    ShareKeys(5, 3, {1: b"ciphertext-1", 9: b"ciphertext-9"}),
+    ShareKeys(5, 3, {}),
+    ShareDelivery(5, SERVER_ID, 3, {1: b"from-1", 9: b"from-9"}),
     ConsistencyRequest(5, SERVER_ID, 3, (1, 3, 9)),
     ConsistencyResponse(5, 3, b"\x08" * 64),
     UnmaskingRequest(5, SERVER_ID, 3, (1, 3, 9), {1: b"\x08" * 64, 3: b"\x09" * 64}),
@@ -174,3 +176,38 @@ def test_a_signature_length_other_than_absent_or_64_is_refused_when_parsing() ->
     data[18 + 96] = 63  # the signature length byte
     with pytest.raises(TamperedMessageError, match="signature is 64 bytes or absent"):
         decode_message(bytes(data[:-1]))
+
+
+def test_revealed_shares_are_packed_and_parsed_as_arrays() -> None:
+    other = b"\x00" * (shamir.VALUE_BYTES - 4) + b"\x00\x00\x01\x00"
+    message = UnmaskingResponse(5, 3, {9: other, 1: SHARE}, {})
+    data = message.to_bytes()
+    # header + two tables: count, ids, then the values back to back (no per-entry framing)
+    assert len(data) == 18 + (4 + 2 * (8 + shamir.VALUE_BYTES)) + 4
+    decoded = UnmaskingResponse.from_bytes(data)
+    table = decoded.seed_shares
+    assert isinstance(table, ShareTable) and table == {1: SHARE, 9: other}
+    assert table.ids.tolist() == [1, 9] and table.limbs[1, -1] == 256
+    assert sorted(table.values()) == sorted([SHARE, other])
+    assert UnmaskingResponse.from_bytes(decoded.to_bytes()) == message  # re-encodes canonically
+    assert "hidden" in repr(table)
+
+
+def test_revealed_shares_that_are_not_field_elements_or_unsorted_are_refused() -> None:
+    data = bytearray(UnmaskingResponse(5, 3, {1: SHARE}, {}).to_bytes())
+    data[18 + 4 + 8 : 18 + 4 + 12] = (2**31 - 1).to_bytes(4, "big")  # a limb equal to p
+    with pytest.raises(TamperedMessageError, match="field element"):
+        decode_message(bytes(data))
+    two = UnmaskingResponse(5, 3, {1: SHARE, 2: SHARE}, {}).to_bytes()
+    swapped = two[:22] + two[30:38] + two[22:30] + two[38:]
+    with pytest.raises(TamperedMessageError, match="duplicated or out of order"):
+        decode_message(swapped)
+
+
+def test_bundle_tables_have_one_entry_size() -> None:
+    data = ShareKeys(5, 3, {1: b"a" * 88, 2: b"b" * 88}).to_bytes()
+    assert len(data) == 18 + 8 + 2 * (8 + 88)  # count, size, then id + bundle per entry
+    with pytest.raises(TamperedMessageError, match="same size"):
+        ShareKeys(5, 3, {1: b"a" * 88, 2: b"b" * 87}).to_bytes()
+    with pytest.raises(TamperedMessageError, match="more than the message can hold"):
+        decode_message(data[:-1])

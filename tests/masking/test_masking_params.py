@@ -15,6 +15,7 @@ from secagg.masking.params import (
     pair_mask_key,
     self_mask_key,
     share_encryption_key,
+    share_encryption_keys,
 )
 
 
@@ -63,8 +64,12 @@ def test_auto_degree_grows_logarithmically_and_is_even() -> None:
     secure = {n: MaskingParams.create(range(n), 1, dropout_rate=0).neighbors for n in sizes}
     assert secure == {100: 42, 1000: 46, 10_000: 52}
     # the default also keeps rounds completing when 10% of the clients drop
+    # (with a majority t_s, 10 % loss needs no more than security does)
     degrees = {n: MaskingParams.create(range(n), 1).neighbors for n in sizes}
-    assert degrees == {100: 50, 1000: 54, 10_000: 62}
+    assert degrees == {100: 42, 1000: 46, 10_000: 52}
+    # 30 % loss: k ~ 200, not the near-complete 792 of a t_s tied to t = 0.6 n
+    lossy = {n: MaskingParams.create(range(n), 1, dropout_rate=0.3).neighbors for n in sizes}
+    assert lossy == {100: 99, 1000: 206, 10_000: 232}
     assert all(k % 2 == 0 for k in (*secure.values(), *degrees.values()))
     # the security formula from the params docstring, spelled out
     n, t = 1000, 600
@@ -84,10 +89,22 @@ def test_per_neighbourhood_threshold() -> None:
     complete = MaskingParams.create(range(10), 4, threshold=7, neighbors=9)
     assert complete.share_threshold == 7  # original SecAgg: t of the n holders
     sparse = MaskingParams.create(range(100), 4, threshold=60, neighbors=20)
-    assert sparse.share_threshold == math.ceil(60 * 21 / 100)  # same fraction of k + 1 = 21
+    assert sparse.share_threshold == 11  # a strict majority of the k + 1 = 21 holders
+    # ... whatever the global threshold: t no longer sizes the neighbourhoods
+    for t in (51, 60, 90):
+        assert MaskingParams.create(range(100), 4, threshold=t, neighbors=20).share_threshold == 11
     # a strict majority of each neighbourhood, so one holder set cannot serve both secrets
     for params in (complete, sparse):
         assert 2 * params.share_threshold > params.neighbors + 1
+    assert 2 * (sparse.share_threshold - 1) <= sparse.neighbors + 1  # and no more (sparse)
+
+
+def test_share_points_are_positions_so_any_client_ids_fit_the_field() -> None:
+    ids = [2**63 + 5, 7, 2**40]
+    params = MaskingParams.create(ids, 4)
+    assert [params.share_point(c) for c in sorted(ids)] == [1, 2, 3]
+    with pytest.raises(ProtocolError, match="not one of"):
+        params.share_point(8)
 
 
 @pytest.mark.parametrize("neighbors", [3, 1, 10, 11, -2])
@@ -145,3 +162,8 @@ def test_derived_keys_are_bound_to_round_and_pair() -> None:
     assert pair_mask_key(secret, 1, 2, 3) != pair_mask_key(secret, 1, 2, 4)
     assert self_mask_key(secret, 1, 2) != self_mask_key(secret, 1, 3)
     assert share_encryption_key(secret, 1, 2, 3)[:16] != pair_mask_key(secret, 1, 2, 3)
+    # one bundle key per direction: each seals a single bundle (fixed-nonce AES-GCM)
+    assert share_encryption_key(secret, 1, 2, 3) != share_encryption_key(secret, 1, 3, 2)
+    both = share_encryption_keys(secret, 1, 2, 3)
+    assert both == (share_encryption_key(secret, 1, 2, 3), share_encryption_key(secret, 1, 3, 2))
+    assert share_encryption_keys(secret, 1, 3, 2) == both[::-1]  # both ends agree

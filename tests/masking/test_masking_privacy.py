@@ -109,3 +109,49 @@ def test_contradicting_requests_to_different_holders_cannot_reveal_both_secrets(
     with pytest.raises(CryptoError, match="cannot reconstruct"):  # ... but s_3 is not
         shamir.combine(key_shares, params.share_threshold)
     assert len(seed_shares) + len(key_shares) == params.neighbors + 1 < 2 * params.share_threshold
+
+
+@settings(max_examples=2, deadline=None)
+@given(n=st.integers(1000, 2500), degree=st.sampled_from([20, 30]), data=st.data())
+def test_with_thousands_of_clients_neither_honest_runs_nor_split_requests_reveal_both(
+    n: int, degree: int, data: st.DataObject
+) -> None:
+    params = MaskingParams.create(range(n), 2, threshold=0.6, neighbors=degree)
+    alive = list(range(n))
+    dropouts = {}
+    for phase in params.phases[:-1]:
+        dropouts[phase] = data.draw(st.sets(st.sampled_from(alive), max_size=n // 20))
+        alive = [c for c in alive if c not in dropouts[phase]]
+    try:
+        clients, _, requests = _run_to_unmasking(params, dropouts)
+    except BelowThresholdError:  # aborting early reveals nothing at all
+        return
+    # The strongest split against one survivor whose holders all answer: a majority of its
+    # holders told it survived, the rest that it dropped (each request names >= t survivors).
+    survivors = set(requests[next(iter(requests))].survivors)
+    victim = data.draw(
+        st.sampled_from(
+            [c for c in sorted(survivors) if params.graph.neighborhood(c) <= set(requests)]
+        )
+    )
+    holders = sorted(params.graph.neighborhood(victim))
+    split = data.draw(st.integers(1, len(holders) - 1))
+    told_dropped = set(holders[split:])
+    seed_owners: set[int] = set()
+    key_owners: set[int] = set()
+    victim_seed_shares = victim_key_shares = 0
+    for c, request in requests.items():
+        if c in told_dropped and c != victim:
+            lie = tuple(s for s in request.survivors if s != victim)
+            request = UnmaskingRequest(params.round_id, request.sender, c, lie)
+        reply = clients[c].handle(request)[0]
+        assert isinstance(reply, UnmaskingResponse)
+        seed_owners |= set(reply.seed_shares)
+        key_owners |= set(reply.key_shares)
+        victim_seed_shares += victim in reply.seed_shares
+        victim_key_shares += victim in reply.key_shares
+    # Honest holders never reveal both secrets of anyone else ...
+    assert not (seed_owners & key_owners) - {victim}
+    # ... and for the victim, each holder revealed one share: never t_s of both.
+    assert victim_seed_shares + victim_key_shares <= len(holders)
+    assert min(victim_seed_shares, victim_key_shares) < params.share_threshold

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from secagg.crypto.signing import IdentityDirectory
@@ -236,3 +236,44 @@ def test_dropout_schedule_is_validated(dropouts: dict[str, list[int]], match: st
     params = MaskingParams.create(range(4), 3)
     with pytest.raises(ProtocolError, match=match):
         run_round(_inputs(params, 0), params, dropouts=dropouts)
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(n=1500, degree=0, loss=0.1, seed=7)  # completes (the automatic degree for 10 % loss)
+@example(n=2000, degree=20, loss=0.3, seed=8)  # aborts: 30 % loss is too much for k = 20
+@given(
+    n=st.integers(1000, 2500),
+    degree=st.sampled_from([0, 20, 40]),
+    loss=st.sampled_from([0.1, 0.3]),
+    seed=st.integers(0, 2**32),
+)
+def test_sum_of_included_inputs_or_abort_with_thousands_of_clients(
+    n: int, degree: int, loss: float, seed: int
+) -> None:
+    # Cross-device scale, with the SecAgg+ parameters of params.py: a majority t_s per
+    # neighbourhood (and the automatic degree for 10 % loss, or a small explicit one, so
+    # that the test stays fast; unsigned: a signed round checks t signatures per client).
+    # Clients are lost at random, most of them at masked_input (the costly place to lose
+    # them); the round must give the exact sum of exactly the specified clients, or abort.
+    rng = np.random.default_rng(seed)
+    ids = sorted({int(c) for c in rng.integers(0, 2**40, 2 * n)})[:n]  # spread-out ids
+    params = MaskingParams.create(
+        ids, 8, threshold=0.6, neighbors=degree, bits=32, round_id=seed, dropout_rate=0.1
+    )
+    assert 2 * params.share_threshold > params.neighbors + 1 >= 2 * (params.share_threshold - 1)
+    lost = rng.random(n) < loss
+    phase_of_loss = rng.choice(list(params.phases), size=n, p=[0.1, 0.1, 0.7, 0.1])
+    dropouts = {
+        p: {c for c, gone, q in zip(ids, lost, phase_of_loss, strict=True) if gone and q == p}
+        for p in params.phases
+    }
+    inputs = _inputs(params, seed)
+    expected = expected_survivors(params, dropouts)
+    event(f"{'aborts' if expected is None else 'completes'}")
+    if expected is None:
+        with pytest.raises(BelowThresholdError):
+            run_round(inputs, params, dropouts=dropouts)
+        return
+    result = run_round(inputs, params, dropouts=dropouts)
+    assert result.included == sorted(expected)
+    assert [int(v) for v in result.total] == _plain_sum(inputs, result.included, params.bits)

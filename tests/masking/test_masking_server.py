@@ -60,7 +60,9 @@ def test_server_routes_keys_and_shares_only_between_neighbours() -> None:
     for message in requests.values():
         assert isinstance(message, UnmaskingRequest)
         assert message.survivors == tuple(range(1, 12))  # 1's input is in the sum
-        assert set(message.signatures) == set(range(2, 12))
+        # t of the signatures of the clients that signed (1 did not): what a client needs
+        signers = sorted(message.signatures)
+        assert len(signers) == r.params.threshold and set(signers) <= set(range(2, 12))
 
 
 def test_honest_round_outputs_the_sum() -> None:

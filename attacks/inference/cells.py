@@ -1,0 +1,362 @@
+"""The inference cells of ``secagg attack``: what an attacker learns, per privacy level and mode.
+
+Every cell of one (privacy, protection, seed) shares one honest federation, trained once
+(:class:`InferenceRuns` caches it), and then measures one attacker:
+
+- ``membership``: the loss-threshold attack (Yeom et al. 2018) on the final global model,
+  and on what the server holds of client 0 at the end: its last local model in plaintext,
+  only the global model under a hiding mode;
+- ``lira``: LiRA (Carlini et al. 2022, online) on the final global model. The shadows train
+  like one pipeline client (:func:`~attacks.inference.pipeline_shadow_trainer`: the same
+  optimiser, batches, clipping and noise, for the run's rounds) on random halves of the
+  population, members plus the held-out records;
+- ``inversion``: gradient inversion against what the server sees in a round where every
+  client holds one record (the worst case for the record): one client's update in plaintext;
+  the aggregate of all clients under a hiding mode. With DP each update is a DP-SGD step at
+  the σ this level's run used. Two figures, each the closest (reconstruction, record) pair:
+  gradient matching (the better of DLG with the iDLG label and inverting gradients, Geiping
+  et al. 2020) and the analytic first-layer rows, which can hand back single records even
+  from a sum (a ReLU unit that fired for one record only; Fowl et al. 2022);
+- ``audit``: the one-run audit (Steinke, Nasr and Jagielski 2023) of DP-SGD calibrated to
+  this level's ε; without DP, of the same trainer with its noise switched off.
+
+The global model is the same, up to quantisation, in every protection mode, so membership,
+LiRA and the audit read the same under plaintext and SecAgg+: secure aggregation hides
+updates, not what the model they build remembers. Inversion is where the modes differ.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import partial
+from statistics import median
+from typing import Any
+
+import numpy as np
+import torch
+
+from secagg.aggregation import RULE_PARAMS, make_rule
+from secagg.config import Config, PrivacySection
+from secagg.data import ClientData, FederatedDataset
+from secagg.errors import ConfigError, SecAggError
+from secagg.models import build_model, get_flat_params, set_flat_params
+from secagg.protection import make_protection
+from secagg.protection.dropout import DropoutSchedule
+from secagg.simulation import SimulationResult, run_simulation
+from secagg.simulation.clients import Client, HonestBuilder
+from secagg.training import LocalResult, LocalTrainer
+
+#: Inference attacks a grid may list, and the parameters each takes (with defaults).
+INFERENCE_PARAMS: dict[str, dict[str, float | int]] = {
+    "membership": {},
+    "lira": {"shadows": 8},
+    "inversion": {"restarts": 2, "steps": 300},
+    "audit": {"canaries": 1000},
+}
+INFERENCE = tuple(INFERENCE_PARAMS)
+#: What ``attack_success`` holds for each inference attack (the table says it too).
+HEADLINE = {
+    "membership": "membership AUC (0.5 = chance)",
+    "lira": "LiRA AUC (0.5 = chance)",
+    "inversion": "PSNR (dB) of the best gradient-matching reconstruction (higher = leak)",
+    "audit": "audited ε lower bound (95 % confidence)",
+}
+#: The image side of the TV prior (8x8 digits); other inputs get no inversion cell.
+IMAGE_SIDE = 8
+
+
+def check_params(name: str, table: Mapping[str, Any]) -> dict[str, int]:
+    """Validate ``grid.attack_params.<name>`` of an inference attack, with defaults filled."""
+    allowed = INFERENCE_PARAMS[name]
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"grid.attack_params.{name}: unknown key(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(allowed) or 'none'}"
+        )
+    out = {k: int(v) for k, v in allowed.items()}
+    for key, value in table.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"grid.attack_params.{name}.{key} must be an integer >= 1")
+        out[key] = value
+    if name == "lira" and out["shadows"] < 2:
+        raise ConfigError("grid.attack_params.lira.shadows must be >= 2 (IN and OUT shadows)")
+    return out
+
+
+class _Watched:
+    """An honest client that keeps its last round's start and update: what a plaintext
+    server holds of it (a hiding server holds only the aggregate)."""
+
+    def __init__(self, trainer: LocalTrainer) -> None:
+        self.trainer = trainer
+        self.noise_multiplier = trainer.noise_multiplier
+        self.sample_rate = trainer.sample_rate
+        self.steps_per_round = trainer.steps_per_round
+        self.local_model: np.ndarray | None = None
+
+    def train(self, global_params: np.ndarray, round_idx: int) -> LocalResult:
+        result = self.trainer.train(global_params, round_idx)
+        self.local_model = global_params + result.update
+        return result
+
+
+@dataclass
+class _Run:
+    result: SimulationResult
+    watched: _Watched  # client 0
+
+
+@dataclass
+class InferenceRuns:
+    """Caches shared by the cells of one grid: runs per (privacy, protection, seed), LiRA
+    shadows and audits per (privacy, seed), since neither depends on the protection mode."""
+
+    runs: dict[tuple[str, str, int], _Run] = field(default_factory=dict)
+    shadows: dict[tuple[str, int], Any] = field(default_factory=dict)
+    audits: dict[tuple[str, int], Any] = field(default_factory=dict)
+
+    def run(self, key: tuple[str, str, int], config: Config, dataset: FederatedDataset) -> _Run:
+        if key not in self.runs:
+            watched: list[_Watched] = []
+
+            def factory(index: int, data: ClientData, build: HonestBuilder) -> Client:
+                if index != 0:
+                    return build(data)
+                watched.append(_Watched(build(data)))
+                return watched[0]
+
+            result = run_simulation(config, dataset=dataset, client_factory=factory)
+            self.runs[key] = _Run(result, watched[0])
+        return self.runs[key]
+
+
+def _model_factory(config: Config, dataset: FederatedDataset) -> Callable[[], torch.nn.Module]:
+    def factory() -> torch.nn.Module:
+        return build_model(
+            config.model.name,
+            dataset.n_features,
+            dataset.n_classes,
+            hidden=config.model.hidden,
+            seed=config.run.seed,
+        )
+
+    return factory
+
+
+def _sigma(result: SimulationResult) -> float | None:
+    """The σ the level's run used: the median over its clients (each calibrates its own)."""
+    sigmas = [c.noise_multiplier for c in result.clients if c.noise_multiplier is not None]
+    return float(median(sigmas)) if sigmas else None
+
+
+def _epsilon(result: SimulationResult) -> float:
+    spent = [e for e in result.final["epsilon"].values() if e is not None]
+    return max(spent) if spent else math.inf
+
+
+def run_inference_cell(
+    attack: str,
+    params: Mapping[str, Any],
+    config: Config,
+    dataset: FederatedDataset,
+    row: dict[str, Any],
+    cache: InferenceRuns,
+) -> dict[str, Any]:
+    """Fill ``row`` (a lab row) for one inference cell; ``metrics`` holds every figure."""
+    from attacks.inference import loss_scores, roc, tpr_at_fpr
+
+    key = (row["privacy"], row["protection"], int(row["seed"]))
+    settings = check_params(attack, params)
+    try:
+        run = cache.run(key, config, dataset)
+    except SecAggError as exc:
+        return {**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+    result = run.result
+    metrics: dict[str, float] = {"epsilon": _epsilon(result), "accuracy": result.final["accuracy"]}
+    model = _model_factory(config, dataset)()
+    set_flat_params(model, result.params)
+    if attack == "membership":
+        members = np.concatenate(
+            [loss_scores(model, c.X_train, c.y_train) for c in dataset.clients]
+        )
+        outsiders = loss_scores(model, dataset.X_test, dataset.y_test)
+        fpr, tpr, auc = roc(members, outsiders)
+        metrics.update(auc=auc, tpr_at_1pct=tpr_at_fpr(fpr, tpr, 0.01))
+        metrics["tpr_at_0.1pct"] = tpr_at_fpr(fpr, tpr, 0.001)
+        # Client 0's records, scored on what the server holds of client 0: its last local
+        # model in plaintext, only the global model when the mode hides updates.
+        if config.protection.mode == "none" and run.watched.local_model is not None:
+            set_flat_params(model, run.watched.local_model)
+        own = dataset.clients[0]
+        metrics["auc_client_view"] = roc(loss_scores(model, own.X_train, own.y_train), outsiders)[2]
+        headline = auc
+    elif attack == "lira":
+        fpr, tpr, auc = _lira(config, dataset, result, settings["shadows"], key, cache)
+        metrics.update(auc=auc, tpr_at_1pct=tpr_at_fpr(fpr, tpr, 0.01))
+        metrics["tpr_at_0.1pct"] = tpr_at_fpr(fpr, tpr, 0.001)
+        headline = auc
+    elif attack == "inversion":
+        if dataset.n_features != IMAGE_SIDE * IMAGE_SIDE:
+            return {
+                **row,
+                "status": "n/a",
+                "reason": f"inversion needs {IMAGE_SIDE}x{IMAGE_SIDE} images (digits), "
+                f"this dataset has {dataset.n_features} features",
+            }
+        metrics.update(_inversion(config, dataset, result, settings))
+        headline = metrics["psnr"]
+    else:
+        audit = _audit(config, settings["canaries"], key, cache)
+        metrics.update(
+            epsilon_lower_bound=audit.epsilon_lower_bound,
+            epsilon_audited_run=audit.epsilon_accountant if audit.noise_added else math.inf,
+        )
+        headline = audit.epsilon_lower_bound
+    row.update(
+        accuracy=metrics["accuracy"],
+        accuracy_by_round=json.dumps([round(r.accuracy, 4) for r in result.rounds]),
+        attack_success=headline,
+        knowledge=_observer(attack, row["protection"]),
+        reason=f"attack_success is the {HEADLINE[attack]}",
+        metrics=json.dumps({k: _finite(v) for k, v in metrics.items()}),
+    )
+    if math.isfinite(metrics["epsilon"]):
+        row["reason"] += f"; max ε {metrics['epsilon']:.3g}"
+    return row
+
+
+def _finite(value: float) -> float | str:
+    """JSON has no infinity: an unbounded ε is written as the string "inf"."""
+    return value if math.isfinite(value) else "inf"
+
+
+def _observer(attack: str, protection: str) -> str:
+    if attack == "inversion":
+        if protection == "none":
+            return "the server: one client's update"
+        return f"the server: the aggregate of all clients ({protection})"
+    if attack == "audit":
+        return "an auditor choosing canaries (one-run audit)"
+    return "anyone holding the final global model"
+
+
+def _lira(
+    config: Config,
+    dataset: FederatedDataset,
+    result: SimulationResult,
+    shadows: int,
+    key: tuple[str, str, int],
+    cache: InferenceRuns,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    from attacks.inference import LiraAttack, pipeline_shadow_trainer, roc
+
+    members_X = np.concatenate([c.X_train for c in dataset.clients])
+    members_y = np.concatenate([c.y_train for c in dataset.clients])
+    population_X = np.concatenate([members_X, dataset.X_test]).astype(np.float32)
+    population_y = np.concatenate([members_y, dataset.y_test])
+    shadow_key = (key[0], key[2])
+    if shadow_key not in cache.shadows:
+        factory = _model_factory(config, dataset)
+        train = pipeline_shadow_trainer(
+            factory, config.training, config.privacy, rounds=config.run.rounds, seed=key[2]
+        )
+        attack = LiraAttack(population_X, population_y, train, factory, shadows, seed=key[2])
+        cache.shadows[shadow_key] = attack.fit()
+    scores = cache.shadows[shadow_key].scores(result.params)
+    inside = np.arange(len(population_y)) < len(members_y)
+    return roc(scores[inside], scores[~inside])
+
+
+def _inversion(
+    config: Config, dataset: FederatedDataset, result: SimulationResult, settings: Mapping[str, int]
+) -> dict[str, float]:
+    """One round in which client i holds only its first record, from the initial model."""
+    from attacks.inference import (
+        analytic_first_layer_candidates,
+        dlg,
+        inverting_gradients,
+        mse,
+        psnr,
+        recover_label,
+        update_to_gradient,
+    )
+
+    factory = _model_factory(config, dataset)
+    start = get_flat_params(factory())
+    training = replace(config.training, batch_size=1, local_epochs=1)
+    sigma = _sigma(result)
+    privacy = (
+        PrivacySection()
+        if sigma is None
+        else replace(config.privacy, noise_multiplier=sigma, target_epsilon=None)
+    )
+    records = [(c.X_train[:1], c.y_train[:1]) for c in dataset.clients]
+    updates: dict[int, np.ndarray] = {}
+    for i, (x, y) in enumerate(records):
+        data = ClientData(f"one-record-{i}", x, y, x, y)
+        trainer = LocalTrainer(data, factory, training, privacy, rounds=1, seed=config.run.seed + i)
+        updates[i] = trainer.train(start, 0).update
+    if config.protection.mode == "none":
+        view, targets = updates[0], [records[0][0][0]]
+    else:  # what the server learns from the hiding mode: the aggregate, nothing else
+        ag = config.aggregation
+        rule = make_rule(ag.rule, **{k: getattr(ag, k) for k in RULE_PARAMS[ag.rule]})
+        ids = list(updates)
+        protection = make_protection(config, rule, ids, start.size, config.run.seed)
+        outcome = protection.aggregate(
+            updates, dict.fromkeys(ids, 1.0), DropoutSchedule({}), round_idx=0
+        )
+        if outcome.update is None:
+            raise ConfigError(f"the one-record round aborted: {outcome.aborted_reason}")
+        view, targets = outcome.update, [x[0] for x, _ in records]
+    lo = float(min(c.X_train.min() for c in dataset.clients))
+    hi = float(max(c.X_train.max() for c in dataset.clients))
+    grad = update_to_gradient(view, config.training.lr)
+    model = factory()
+
+    def best(candidates: list[np.ndarray]) -> tuple[float, float]:
+        """(PSNR, MSE) of the closest (candidate, record) pair: the attacker's best hit."""
+        pairs = [(psnr(c, t, data_range=hi - lo), mse(c, t)) for c in candidates for t in targets]
+        return max(pairs)
+
+    matched = [
+        dlg(grad, model, dataset.n_features, label=recover_label(grad, model), steps=20).x,
+        inverting_gradients(
+            grad,
+            model,
+            dataset.n_features,
+            restarts=settings["restarts"],
+            steps=settings["steps"],
+            bounds=(lo, hi),
+            side=IMAGE_SIDE,
+            seed=config.run.seed,
+        ).x,
+    ]
+    psnr_matched, mse_matched = best(matched)
+    psnr_analytic, _ = best(list(analytic_first_layer_candidates(grad, model)))
+    return {
+        "psnr": psnr_matched,
+        "mse": mse_matched,
+        "psnr_analytic": psnr_analytic,
+        "inversion_sigma": sigma if sigma is not None else 0.0,
+    }
+
+
+def _audit(config: Config, canaries: int, key: tuple[str, str, int], cache: InferenceRuns) -> Any:
+    from secagg.privacy.audit import audit_dp_sgd
+
+    audit_key = (key[0], key[2])
+    if audit_key not in cache.audits:
+        pv = config.privacy
+        audit = partial(audit_dp_sgd, canaries=canaries, delta=pv.delta, seed=key[2])
+        if pv.mode == "none":  # the same DP-SGD with its noise off: what "no DP" leaks
+            cache.audits[audit_key] = audit(1.0, disable_noise=True)
+        elif pv.target_epsilon is not None:
+            cache.audits[audit_key] = audit(target_epsilon=pv.target_epsilon)
+        else:
+            cache.audits[audit_key] = audit(pv.noise_multiplier)
+    return cache.audits[audit_key]

@@ -1,0 +1,88 @@
+"""The ClientApp: Flower messages in, :class:`~secagg.flower.node.HospitalNode` calls, replies out.
+
+Message types (the server app sends them in this order each run):
+
+- ``query.setup``: the run's config; the node builds its trainer and keys, replies its public
+  facts (sample count, DP schedule, identity and chain address, HE public key if it holds it);
+- ``train`` (once per round): global parameters, plus the first masking message of the round
+  (AdvertiseKeysRequest); the node trains, encodes, protects and replies with its first
+  protocol message (AdvertiseKeys, a ciphertext, or the plain update);
+- ``query.masking``: one masking message in, the state machine's reply out;
+- ``query.decrypt`` (HE key holder only): the announced ciphertext sum in, the plaintext out;
+- ``query.finish``: the run is over.
+
+The node's state lives in this process between messages (see :mod:`secagg.flower.worker`):
+a node that is started as a one-message subprocess refuses ``query.masking`` by name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+
+from secagg.flower import wire
+from secagg.flower.node import HospitalNode, NodeSettings, config_from_text
+
+app = ClientApp()
+
+#: run id -> this node's state for that run (in memory only)
+_NODES: dict[int, HospitalNode] = {}
+
+
+def _node(context: Context) -> HospitalNode:
+    node = _NODES.get(context.run_id)
+    if node is None:
+        raise RuntimeError(
+            f"run {context.run_id}: no setup message reached this node's ClientApp process; "
+            "run the node with flower-supernode --isolation process and `python -m "
+            "secagg.flower.worker` (see secagg deploy), which keeps the node's state in memory"
+        )
+    return node
+
+
+def _reply(
+    message: Message, meta: dict[str, Any], blobs: dict[str, bytes] | None = None
+) -> Message:
+    return Message(wire.pack(meta, blobs), reply_to=message)
+
+
+@app.query("setup")
+def setup(message: Message, context: Context) -> Message:
+    meta, blobs = wire.unpack(message.content)
+    settings = NodeSettings.from_node_config(dict(context.node_config))
+    node = HospitalNode(settings, config_from_text(blobs["config"].decode()))
+    _NODES.clear()  # one run at a time per node; an earlier run's secrets go now
+    _NODES[context.run_id] = node
+    info, out = node.on_setup(meta)
+    return _reply(message, info, out)
+
+
+@app.train()
+def train(message: Message, context: Context) -> Message:
+    meta, blobs = wire.unpack(message.content)
+    info, out = _node(context).on_train(meta, blobs)
+    return _reply(message, info, out)
+
+
+@app.query("masking")
+def masking(message: Message, context: Context) -> Message:
+    _, blobs = wire.unpack(message.content)
+    node = _node(context)
+    return _reply(message, {"client_id": node.id}, node.on_masking(blobs))
+
+
+@app.query("decrypt")
+def decrypt(message: Message, context: Context) -> Message:
+    meta, blobs = wire.unpack(message.content)
+    node = _node(context)
+    return _reply(message, {"client_id": node.id}, node.on_decrypt(meta, blobs))
+
+
+@app.query("finish")
+def finish(message: Message, context: Context) -> Message:
+    meta, _ = wire.unpack(message.content)
+    reply = _node(context).on_finish(meta)
+    _NODES.pop(context.run_id, None)
+    return _reply(message, reply)

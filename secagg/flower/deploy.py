@@ -1,0 +1,374 @@
+"""A local federation to try a deployment on one machine: one SuperLink, N SuperNodes, a run.
+
+Every party is a separate process group on 127.0.0.1 at a free port, as it would be a
+separate machine in a pilot:
+
+- ``flower-superlink --insecure --port P`` (Fleet, Control and Runtime HTTP APIs on P; the
+  ServerApp runs in a subprocess of it, with runtime dependency installation disabled so
+  nothing is downloaded);
+- per hospital ``i``: ``flower-supernode --insecure --superlink 127.0.0.1:P --port Q_i
+  --isolation process --node-config "client-id=i ..."`` and beside it the node's ClientApp
+  worker ``python -m secagg.flower.worker --runtime-api-address 127.0.0.1:Q_i``
+  (:mod:`secagg.flower.worker`);
+- ``flwr run <app> <connection> --run-config overrides.toml`` submits the run, with a Flower
+  config (``FLWR_HOME/config.toml``) naming the SuperLink.
+
+Key material is generated into the work folder, one folder per hospital (see
+:mod:`secagg.flower.keys`). :meth:`LocalFederation.stop` ends every process group it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from secagg.config import Config, config_to_toml
+from secagg.errors import SecAggError
+
+#: The Flower app folder shipped with the package (``flwr run`` builds it into a FAB).
+APP_DIR = Path(__file__).resolve().parent / "app"
+CONNECTION = "secagg-local"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _bin(name: str) -> str:
+    """A console script of the running interpreter's environment (the venv's flwr)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def _toml_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+@dataclass
+class Party:
+    """One process group the federation started."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class LocalFederation:
+    """Start, use and stop a local Flower federation for ``n`` hospitals."""
+
+    workdir: Path
+    n: int
+    node_configs: list[dict[str, Any]] = field(default_factory=list)
+    parties: dict[str, Party] = field(default_factory=dict)
+    superlink_port: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    #: The public identity directory written by :meth:`generate_keys` (signed masking).
+    identities: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        home = self.workdir / "flwr-home"
+        home.mkdir(exist_ok=True)
+        self.env = {
+            **os.environ,
+            "FLWR_HOME": str(home),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "FLWR_TELEMETRY_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1",
+            # How often the SuperLink's SuperExec looks for a ServerApp to start (default 1 s).
+            "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1",
+        }
+
+    # ---- key material -------------------------------------------------------------------------
+
+    def generate_keys(self, *configs: Config, key_holder: int = 0) -> Path | None:
+        """Each hospital's keys under ``workdir/keys/<id>/`` for runs of every given config
+        (a node ignores what a run does not use); returns the identity directory."""
+        from secagg.flower.keys import generate_identities, write_chain_key
+
+        keys = self.workdir / "keys"
+        modes = {c.protection.mode for c in configs}
+        signed = any(
+            c.protection.mode in ("secagg", "secagg+") and c.protection.consistency == "signatures"
+            for c in configs
+        )
+        ledger = any(c.ledger.enabled for c in configs)
+        directory = None
+        if signed or ledger:  # the contract registers every identity key too
+            directory = generate_identities(range(self.n), keys)
+        if not self.node_configs:
+            self.node_configs = [{"client-id": i, "partition-id": i} for i in range(self.n)]
+        for i, node in enumerate(self.node_configs):
+            if directory is not None:
+                node["identity-key"] = str(keys / str(i) / "identity.key")
+                node["identities"] = str(directory)
+            if ledger:
+                from eth_account import Account
+
+                path = keys / str(i) / "chain.key"
+                write_chain_key(path, bytes(Account.create().key))
+                node["chain-key"] = str(path)
+            if modes & {"ckks", "paillier"} and i == key_holder:
+                node["he-key-holder"] = True
+        self.identities = directory
+        return directory
+
+    # ---- processes ----------------------------------------------------------------------------
+
+    def _spawn(self, name: str, command: Sequence[str], cwd: Path | None = None) -> Party:
+        log = self.workdir / "logs" / f"{name}.log"
+        log.parent.mkdir(exist_ok=True)
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                list(command),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=str(cwd or self.workdir),
+                start_new_session=True,  # its own process group: stopped as one
+            )
+        party = Party(name, process, log)
+        self.parties[name] = party
+        return party
+
+    def start(self) -> None:
+        """The SuperLink, then every SuperNode with its ClientApp worker."""
+        self.superlink_port = free_port()
+        self._spawn_superlink()
+        (self.workdir / "flwr-home" / "config.toml").write_text(
+            f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
+            f'address = "127.0.0.1:{self.superlink_port}"\ninsecure = true\n'
+        )
+        if not self.node_configs:
+            self.node_configs = [{"client-id": i, "partition-id": i} for i in range(self.n)]
+        # SuperNodes retry until the SuperLink answers: start them while it comes up.
+        ports = [self._spawn_supernode(i) for i in range(self.n)]
+        self._wait_for_log("superlink", "Uvicorn running")
+        for i, port in enumerate(ports):
+            self._wait_for_log(f"supernode-{i}", "Uvicorn running")
+            self._spawn_worker(i, port)
+
+    def start_node(self, i: int) -> None:
+        """(Re)start hospital ``i``: its SuperNode, then its ClientApp worker."""
+        port = self._spawn_supernode(i)
+        self._wait_for_log(f"supernode-{i}", "Uvicorn running")
+        self._spawn_worker(i, port)
+
+    def _spawn_supernode(self, i: int) -> int:
+        port = free_port()
+        node_config = " ".join(f"{k}={_node_value(v)}" for k, v in self.node_configs[i].items())
+        self._spawn(
+            f"supernode-{i}",
+            [
+                _bin("flower-supernode"),
+                "--insecure",
+                "--superlink",
+                f"127.0.0.1:{self.superlink_port}",
+                "--port",
+                str(port),
+                "--isolation",
+                "process",
+                "--node-config",
+                node_config,
+            ],
+        )
+        return port
+
+    def _spawn_worker(self, i: int, port: int) -> None:
+        self._spawn(
+            f"worker-{i}",
+            [
+                sys.executable,
+                "-m",
+                "secagg.flower.worker",
+                "--runtime-api-address",
+                f"127.0.0.1:{port}",
+            ],
+        )
+
+    def _wait_for_log(self, name: str, text: str, timeout: float = 60.0) -> None:
+        party = self.parties[name]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in party.log.read_text(errors="replace"):
+                return
+            if party.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise SecAggError(f"{name} did not start:\n{self.log_tail(name)}")
+
+    def log_tail(self, name: str, chars: int = 3000) -> str:
+        party = self.parties.get(name)
+        return party.log.read_text(errors="replace")[-chars:] if party else ""
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one party's process group (a machine that goes away)."""
+        party = self.parties.get(name)
+        if party is None or party.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(party.process.pid, signal.SIGKILL)
+        party.process.wait()
+
+    def kill_node(self, i: int) -> None:
+        """Hospital ``i`` goes away mid-run: its SuperNode and its ClientApp worker."""
+        self.kill(f"worker-{i}")
+        self.kill(f"supernode-{i}")
+
+    def _spawn_superlink(self) -> None:
+        self._spawn(
+            "superlink",
+            [
+                _bin("flower-superlink"),
+                "--insecure",
+                "--port",
+                str(self.superlink_port),
+                "--disable-runtime-dependency-installation",
+            ],
+        )
+
+    def restart_superlink(self) -> None:
+        """Stop the SuperLink and start a fresh one on the same port."""
+        self.kill("superlink")
+        self._spawn_superlink()
+        self._wait_for_log("superlink", "Uvicorn running")
+
+    def stop(self) -> None:
+        """End every process group this federation started (TERM, then KILL)."""
+        for party in self.parties.values():
+            if party.process.poll() is None:
+                try:
+                    os.killpg(party.process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        deadline = time.monotonic() + 5
+        for party in self.parties.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                party.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            # Children (ServerApp, SuperExec) share the group: make sure they are gone.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(party.process.pid, signal.SIGKILL)
+            if party.process.poll() is None:
+                party.process.wait()
+
+    def __enter__(self) -> LocalFederation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- a run ----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        config: Config,
+        output_dir: Path,
+        *,
+        phase_timeout: float = 60.0,
+        identities: Path | None = None,
+        app_dir: Path = APP_DIR,
+    ) -> str:
+        """``flwr run`` the app with ``config``; returns Flower's run id."""
+        output_dir = Path(output_dir).resolve()
+        identities = identities or self.identities
+        overrides = self.workdir / "run-config.toml"
+        overrides.write_text(
+            f"config = {_toml_string(config_to_toml(config))}\n"
+            f"output-dir = {_toml_string(str(output_dir))}\n"
+            f"phase-timeout = {float(phase_timeout)}\n"
+            f"identities = {_toml_string(str(identities) if identities else '')}\n"
+        )
+        done = subprocess.run(
+            [
+                _bin("flwr"),
+                "run",
+                str(app_dir),
+                CONNECTION,
+                "--run-config",
+                str(overrides),
+                "--format",
+                "json",
+            ],
+            env=self.env,
+            cwd=str(self.workdir),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise SecAggError(f"flwr run failed:\n{done.stdout}\n{done.stderr}")
+        try:
+            return str(json.loads(done.stdout).get("run-id", ""))
+        except json.JSONDecodeError:
+            return ""
+
+    def wait(self, output_dir: Path, timeout: float = 600.0) -> dict[str, Any]:
+        """The run's ``deployment.json`` once it says finished or failed."""
+        from secagg.flower.server_app import DEPLOYMENT_FILE
+
+        status_file = Path(output_dir) / DEPLOYMENT_FILE
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if status_file.is_file():
+                try:
+                    status: dict[str, Any] = json.loads(status_file.read_text())
+                except json.JSONDecodeError:
+                    status = {}
+                if status.get("status") in ("finished", "failed"):
+                    return status
+            if self.parties["superlink"].process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise SecAggError(
+            f"the run did not finish within {timeout:g} s; SuperLink log:\n"
+            + self.log_tail("superlink")
+        )
+
+
+def _node_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return _toml_string(str(value))
+
+
+def deploy(
+    config: Config,
+    output_dir: Path,
+    *,
+    workdir: Path | None = None,
+    phase_timeout: float = 60.0,
+    node_configs: Sequence[Mapping[str, Any]] | None = None,
+    timeout: float = 3600.0,
+) -> dict[str, Any]:
+    """Start a local federation for ``config``, run it, stop everything; the final status."""
+    import tempfile
+
+    from secagg.data import load_federated
+
+    n = len(load_federated(config.data, config.run.seed).clients)
+    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="secagg-flower-"))
+    federation = LocalFederation(work, n, [dict(c) for c in node_configs or []])
+    try:
+        identities = federation.generate_keys(config)
+        federation.start()
+        federation.submit(config, output_dir, phase_timeout=phase_timeout, identities=identities)
+        return federation.wait(output_dir, timeout)
+    finally:
+        federation.stop()

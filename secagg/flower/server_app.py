@@ -1,0 +1,565 @@
+"""The ServerApp: the aggregator's side of a deployed run, round by round, over Flower messages.
+
+One round, mapped onto Flower messages (``S -> nodes`` is one message per node, then the
+replies; a phase closes when every node has replied or its deadline passes):
+
+1. ``train``: global parameters (+ the HE public key in round 1; + the masking round's
+   AdvertiseKeysRequest) -> each node trains with DP, encodes ``[w*clip(Δ), w*c]``
+   (:meth:`~secagg.protection.HiddenFedAvg.encode`), and replies with its protected update:
+   masking: the AdvertiseKeys message of its :class:`~secagg.masking.MaskingClient`;
+   HE: its ciphertext (committed on chain first when the ledger is on); none: Δ itself.
+2. masking only: ``query.masking`` once per remaining phase (share_keys, masked_input, the
+   consistency check in signed rounds, unmasking): what :class:`~secagg.masking.MaskingServer`
+   emits goes out, what nodes reply goes back into it; a silent node is dropped by
+   ``close_phase`` exactly as in the in-process runner.
+3. HE only: the aggregator adds the ciphertexts (:class:`~secagg.protection.he.HEAggregator`)
+   and sends the sum to the key-holder node (``query.decrypt``), which decrypts sums only.
+4. The sum is finalised by :meth:`~secagg.protection.HiddenFedAvg.conclude` (FedAvg's checks),
+   the model moves by :func:`~secagg.simulation.federation.apply_update`, the server evaluates,
+   and the round record goes to ``metrics.json`` through the simulation's ResultsWriter.
+
+Every protocol decision is made by the same objects as in ``secagg simulate``; this module
+only moves their bytes and keeps time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from secagg.config import Config
+from secagg.errors import BelowThresholdError, CryptoError, HEError, ProtocolError, SecAggError
+from secagg.flower import wire
+from secagg.flower.exchange import Exchange, Reply, Traffic
+from secagg.flower.node import config_from_text
+from secagg.masking.messages import decode_client_message
+from secagg.masking.params import FINISHED
+from secagg.masking.server import MaskingServer
+from secagg.protection import HiddenFedAvg, make_protection
+from secagg.protection.base import AggregateOutcome, Protection
+from secagg.protection.dropout import DropoutSchedule
+from secagg.protection.he import HESum
+from secagg.protection.masking import MaskingSum
+from secagg.simulation.engine import ClientInfo, SimulationResult, round_record
+from secagg.simulation.federation import SEED_PROTECTION, Federation, apply_update, derive_seed
+
+app = ServerApp()
+log = logging.getLogger("secagg.flower")
+
+#: Files the server app writes beside metrics.json.
+EVENTS_FILE = "events.jsonl"  # one line per phase sent / closed: what a watcher can wait on
+DEPLOYMENT_FILE = "deployment.json"  # status, nodes, bytes on the wire per round
+PARAMS_FILE = "params.npy"  # the final global parameters
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The run config keys of the Flower app (``[tool.flwr.app.config]``)."""
+
+    config_toml: str
+    output_dir: Path
+    phase_timeout: float
+    startup_timeout: float
+    identities: str
+
+    @classmethod
+    def from_run_config(cls, rc: dict[str, Any]) -> ServerSettings:
+        text = str(rc.get("config", ""))
+        if not text and rc.get("config-path"):
+            text = Path(str(rc["config-path"])).read_text()
+        if not text:
+            raise SecAggError("the run config needs config (TOML text) or config-path")
+        out = str(rc.get("output-dir", "")) or "results/flower"
+        return cls(
+            text,
+            Path(out),
+            float(rc.get("phase-timeout", 60.0)),
+            float(rc.get("startup-timeout", 120.0)),
+            str(rc.get("identities", "")),
+        )
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    settings = ServerSettings.from_run_config(dict(context.run_config))
+    Coordinator(grid, settings).run()
+
+
+class Coordinator:
+    """Runs the configured rounds over the grid and writes the results folder."""
+
+    def __init__(self, grid: Any, settings: ServerSettings) -> None:
+        self.grid = grid
+        self.settings = settings
+        self.config: Config = config_from_text(settings.config_toml)
+        self.out = settings.output_dir
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.exchange = Exchange(grid, settings.phase_timeout)
+        self.status: dict[str, Any] = {"status": "starting", "rounds": []}
+
+    # ---- bookkeeping files -------------------------------------------------------------------
+
+    def event(self, round_idx: int, phase: str, what: str, **extra: Any) -> None:
+        line = {"round": round_idx + 1, "phase": phase, "event": what, "time": time.time()}
+        with (self.out / EVENTS_FILE).open("a") as fh:
+            fh.write(json.dumps({**line, **extra}) + "\n")
+
+    def write_status(self) -> None:
+        from secagg.simulation.results import write_atomic
+
+        write_atomic(self.out / DEPLOYMENT_FILE, json.dumps(self.status, indent=2) + "\n")
+
+    # ---- the run --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._run()
+            self.status["status"] = "finished"
+        except BaseException as exc:
+            self.status["status"] = "failed"
+            self.status["error"] = f"{type(exc).__name__}: {exc}"
+            self.status["traceback"] = traceback.format_exc()
+            raise
+        finally:
+            self.write_status()
+
+    def _wait_for_nodes(self, n: int) -> list[int]:
+        deadline = time.monotonic() + self.settings.startup_timeout
+        while True:
+            nodes = sorted(self.grid.get_node_ids())
+            if len(nodes) >= n or time.monotonic() > deadline:
+                return nodes
+            time.sleep(0.2)
+
+    def _run(self) -> None:
+        config = self.config
+        self.event(-1, "setup", "started")
+        federation = Federation.load(config)
+        ids, names = federation.ids, federation.names
+        self.status["status"] = "setup"
+        self.write_status()
+        setup = self._setup_nodes(federation)
+        self.node_of = {c: setup[c][0] for c in ids}
+        facts = {c: setup[c][1] for c in ids}
+        he_public = next(
+            (r.blobs["he_public_key"] for _, r in setup.values() if "he_public_key" in r.blobs),
+            None,
+        )
+        if config.protection.mode in HESum.MODES and he_public is None:
+            raise SecAggError(
+                "no node holds the HE key: start one SuperNode with he-key-holder=true"
+            )
+        self.key_holder = next(
+            (c for c, (_, r) in setup.items() if "he_public_key" in r.blobs), None
+        )
+        identities = None
+        if self.settings.identities:
+            from secagg.flower.keys import read_directory
+
+            identities = read_directory(self.settings.identities)
+        params = federation.initial_params()
+        rule = federation.rule()
+        ledger = self._start_ledger(config, ids, facts) if config.ledger.enabled else None
+        protection = make_protection(
+            config,
+            rule,
+            ids,
+            params.size,
+            derive_seed(config.run.seed, SEED_PROTECTION),
+            ledger,
+            identities=identities,
+            he_public_key=he_public,
+        )
+        weights = {c: float(facts[c].meta["train_samples"]) for c in ids}
+        clients = [
+            ClientInfo(
+                name=str(facts[c].meta["name"]),
+                train_samples=int(facts[c].meta["train_samples"]),
+                val_samples=int(facts[c].meta["val_samples"]),
+                noise_multiplier=facts[c].meta.get("noise_multiplier"),
+                sample_rate=float(facts[c].meta["sample_rate"]),
+                steps_per_round=int(facts[c].meta["steps_per_round"]),
+            )
+            for c in ids
+        ]
+        from secagg.simulation.results import ResultsWriter
+
+        result = SimulationResult(
+            config, federation.data.task, clients, [], federation.evaluate(params), params, self.out
+        )
+        if ledger is not None:
+            result.ledger = ledger.describe()
+        writer = ResultsWriter(result)
+        self.status.update(
+            status="running",
+            nodes={str(c): str(self.node_of[c]) for c in ids},
+            key_holder=self.key_holder,
+        )
+        self.write_status()
+        epsilons: dict[str, float | None] = dict.fromkeys(names)
+        included_last: list[int] = []
+        for r in range(config.run.rounds):
+            start = time.perf_counter()
+            traffic = Traffic()
+            if ledger is not None:
+                ledger.round_trained(
+                    r,
+                    params,
+                    {c: epsilons[names[c]] for c in ids},
+                    weights,
+                    protection.public_record(r),
+                )
+            outcome, replies, dropped = self._round(
+                r, protection, params, weights, traffic, ledger, included_last
+            )
+            train_losses = [float(rep.meta["train_loss"]) for rep in replies.values()]
+            for c, rep in replies.items():
+                epsilons[names[c]] = rep.meta.get("epsilon")
+            if outcome.update is not None:
+                params = apply_update(params, outcome.update, config.aggregation.server_lr, r)
+            outcome.stats.update(_traffic_stats(traffic, ids))
+            record = round_record(
+                r,
+                federation.evaluate(params),
+                train_losses,
+                dict(epsilons),
+                outcome,
+                dropped,
+                names,
+                time.perf_counter() - start,
+            )
+            if ledger is not None:
+                record.ledger = ledger.round_finished(r, outcome.update, outcome.included)
+            included_last = list(outcome.included) if outcome.update is not None else []
+            result.rounds.append(record)
+            result.params = params
+            writer.write_metrics()
+            _save_params(self.out / PARAMS_FILE, params)
+            self.status["rounds"].append(
+                {
+                    "round": r + 1,
+                    "included": outcome.included,
+                    "dropped": dropped,
+                    "aborted": outcome.aborted_reason,
+                    **_traffic_stats(traffic, ids),
+                }
+            )
+            self.write_status()
+        self._finish(config, ledger, included_last)
+        if ledger is not None:
+            from secagg.ledger.audit import audit_run
+
+            result.audit = audit_run(ledger.admin, ledger.store).to_dict()
+        writer.write_all()
+
+    # ---- setup -------------------------------------------------------------------------------
+
+    def _setup_nodes(self, federation: Federation) -> dict[int, tuple[int, Reply]]:
+        """client id -> (node id, its setup reply)."""
+        ids = federation.ids
+        nodes = self._wait_for_nodes(len(ids))
+        if len(nodes) < len(ids):
+            raise SecAggError(
+                f"{len(nodes)} SuperNode(s) connected within {self.settings.startup_timeout:g} s; "
+                f"the run has {len(ids)} clients"
+            )
+        content = {"client_ids": ",".join(map(str, ids))}
+        config_blob = {"config": self.settings.config_toml.encode()}
+        from flwr.app import Message
+
+        self.event(-1, "setup", "sent")
+
+        messages = {
+            node: Message(
+                wire.pack(content, config_blob),
+                dst_node_id=node,
+                message_type="query.setup",
+                group_id="setup",
+            )
+            for node in nodes
+        }
+        by_message = dict(zip(self.grid.push_messages(list(messages.values())), nodes, strict=True))
+        found: dict[int, tuple[int, Reply]] = {}
+        deadline = time.monotonic() + self.settings.startup_timeout
+        while by_message and time.monotonic() < deadline:
+            for reply in self.grid.pull_messages(list(by_message)):
+                node = by_message.pop(reply.metadata.reply_to_message_id, None)
+                if node is None:
+                    continue
+                if reply.has_error():
+                    raise SecAggError(f"node {node} refused the run: {reply.error.reason}")
+                meta, blobs = wire.unpack(reply.content)
+                c = int(meta["client_id"])
+                if c in found:
+                    raise SecAggError(
+                        f"two SuperNodes claim client id {c}: check their node config"
+                    )
+                found[c] = (node, Reply(meta, blobs, wire.payload_bytes(blobs), None))
+            time.sleep(0.05)
+        self.event(-1, "setup", "closed")
+        missing = sorted(set(ids) - set(found))
+        if missing:
+            raise SecAggError(f"no SuperNode answered for client id(s) {missing}")
+        return found
+
+    def _start_ledger(self, config: Config, ids: list[int], facts: dict[int, Reply]) -> Any:
+        from secagg.ledger.session import LedgerSession
+
+        if not config.ledger.rpc_url:
+            raise SecAggError(
+                "a deployment needs a shared chain: set ledger.rpc_url (the embedded chain "
+                "lives inside one process)"
+            )
+        store = Path(config.ledger.store) if config.ledger.store else self.out / "store"
+        participants = {
+            c: (str(facts[c].meta["chain_address"]), bytes.fromhex(str(facts[c].meta["identity"])))
+            for c in ids
+        }
+        return LedgerSession(config, ids, store, participants=participants)
+
+    # ---- a round -----------------------------------------------------------------------------
+
+    def _round(
+        self,
+        r: int,
+        protection: Protection,
+        params: np.ndarray,
+        weights: dict[int, float],
+        traffic: Traffic,
+        ledger: Any,
+        included_last: list[int],
+    ) -> tuple[AggregateOutcome, dict[int, Reply], dict[str, list[int]]]:
+        group = str(r + 1)
+        base: dict[str, Any] = {"round": r, "top_weight": max(weights.values())}
+        if ledger is not None:
+            d = ledger.describe()
+            base.update(
+                contract=d["contract"],
+                deploy_block=d["deploy_block"],
+                store=d["store"],
+                chain_round=ledger.rounds[r].chain_round,
+            )
+        blobs: dict[str, bytes] = {"params": wire.f32(params)}
+        if (
+            r == 0
+            and isinstance(protection, HiddenFedAvg)
+            and isinstance(protection.secure_sum, HESum)
+        ):
+            blobs["he_public_key"] = protection.secure_sum.public_bytes
+
+        def train_content(c: int, extra: dict[str, bytes]) -> Any:
+            meta = dict(base)
+            if ledger is not None and r > 0 and c in included_last:
+                meta["claim_round"] = ledger.rounds[r - 1].chain_round
+            return wire.pack(meta, {**blobs, **extra})
+
+        if not isinstance(protection, HiddenFedAvg):
+            self.event(r, "train", "sent")
+            replies = self.exchange.round_trip(
+                {c: (self.node_of[c], train_content(c, {})) for c in self.node_of},
+                "train",
+                group,
+                traffic,
+            )
+            updates = {c: wire.from_f32(rep.blobs["update"]) for c, rep in replies.items()}
+            silent = sorted(set(self.node_of) - set(replies))
+            outcome = protection.aggregate(
+                updates, {c: weights[c] for c in updates}, DropoutSchedule({}), r
+            )
+            return outcome, replies, ({"masked_input": silent} if silent else {})
+        declared = protection.declared_weights(weights)
+        secure_sum = protection.secure_sum
+        if isinstance(secure_sum, MaskingSum):
+            return self._masking_round(r, protection, secure_sum, declared, train_content, traffic)
+        assert isinstance(secure_sum, HESum)
+        return self._he_round(r, protection, secure_sum, declared, train_content, traffic, ledger)
+
+    def _masking_round(
+        self,
+        r: int,
+        protection: HiddenFedAvg,
+        secure_sum: MaskingSum,
+        declared: dict[int, float],
+        train_content: Any,
+        traffic: Traffic,
+    ) -> tuple[AggregateOutcome, dict[int, Reply], dict[str, list[int]]]:
+        group = str(r + 1)
+        params = secure_sum.params(r)
+        server = MaskingServer(params)
+        outbox = {c: m.to_bytes() for c, m in server.start().items()}
+        server_seconds = 0.0
+        self.event(r, server.phase, "sent")
+        trained = self.exchange.round_trip(
+            {c: (self.node_of[c], train_content(c, {"request": m})) for c, m in outbox.items()},
+            "train",
+            group,
+            traffic,
+        )
+        replies = {c: rep.blobs.get("reply", b"") for c, rep in trained.items()}
+        try:
+            while True:
+                phase = server.phase
+                start = time.process_time()
+                for c, data in sorted(replies.items()):
+                    try:
+                        server.receive(decode_client_message(data))
+                    except ProtocolError as exc:  # a bad message costs its sender, not the round
+                        log.warning("round %s: client %s's %s refused: %s", r + 1, c, phase, exc)
+                outgoing = server.close_phase()
+                server_seconds += time.process_time() - start
+                self.event(r, phase, "closed", dropped=server.dropped.get(phase, []))
+                if server.phase == FINISHED:
+                    break
+                self.event(r, server.phase, "sent")
+                answers = self.exchange.round_trip(
+                    {
+                        c: (self.node_of[c], wire.pack({"round": r}, {"request": m.to_bytes()}))
+                        for c, m in outgoing.items()
+                    },
+                    "query.masking",
+                    group,
+                    traffic,
+                )
+                replies = {c: rep.blobs.get("reply", b"") for c, rep in answers.items()}
+        except (BelowThresholdError, CryptoError) as exc:
+            return protection.aborted(exc), trained, dict(server.dropped)
+        result = server.result
+        outcome = secure_sum.outcome(
+            result.total,
+            result.included,
+            {
+                "server_seconds": server_seconds,
+                "neighbors": params.neighbors,
+                "threshold": params.threshold,
+                "inconsistent_holders": {
+                    str(h): owners for h, owners in result.inconsistent_holders.items()
+                },
+            },
+        )
+        return protection.conclude(outcome, declared), trained, dict(server.dropped)
+
+    def _he_round(
+        self,
+        r: int,
+        protection: HiddenFedAvg,
+        secure_sum: HESum,
+        declared: dict[int, float],
+        train_content: Any,
+        traffic: Traffic,
+        ledger: Any,
+    ) -> tuple[AggregateOutcome, dict[int, Reply], dict[str, list[int]]]:
+        group = str(r + 1)
+        self.event(r, "train", "sent")
+        trained = self.exchange.round_trip(
+            {c: (self.node_of[c], train_content(c, {})) for c in self.node_of},
+            "train",
+            group,
+            traffic,
+        )
+        blobs = {
+            c: rep.blobs["ciphertext"] for c, rep in trained.items() if "ciphertext" in rep.blobs
+        }
+        silent = sorted(set(self.node_of) - set(blobs))
+        dropped = {"masked_input": silent} if silent else {}
+        if ledger is not None:
+            ledger.record_commits(r, blobs)
+            for c, rep in trained.items():
+                if "refused" in rep.meta:
+                    ledger.rounds[r].refused[c] = str(rep.meta["refused"])
+        start = time.process_time()
+        try:
+            total, included, rejected = secure_sum.aggregator.sum(blobs)
+        except HEError as exc:
+            return protection.aborted(exc), trained, dropped
+        aggregate_seconds = time.process_time() - start
+        if ledger is not None:
+            ledger.post_survivors(r, included)
+            ledger.set_aggregate(r, total.serialize())
+        holder = self.key_holder
+        assert holder is not None
+        self.event(r, "decrypt", "sent")
+        answer = self.exchange.round_trip(
+            {
+                holder: (
+                    self.node_of[holder],
+                    wire.pack(
+                        {"round": r, "summands": len(included)}, {"total": total.serialize()}
+                    ),
+                )
+            },
+            "query.decrypt",
+            group,
+        )
+        if holder not in answer:
+            return (
+                AggregateOutcome(
+                    None, included, f"the HE key holder (client {holder}) did not answer"
+                ),
+                trained,
+                dropped,
+            )
+        values = wire.from_f64(answer[holder].blobs["values"])
+        sizes = [len(b) for b in blobs.values()]
+        outcome = secure_sum.outcome(
+            values,
+            included,
+            {
+                "bytes_over_float32_update": float(np.mean(sizes)) / (4 * (secure_sum.dim - 1)),
+                "server_seconds": aggregate_seconds,
+                "rejected_ciphertexts": rejected,
+            },
+        )
+        return protection.conclude(outcome, declared), trained, dropped
+
+    def _finish(self, config: Config, ledger: Any, included_last: list[int]) -> None:
+        """Tell the nodes the run is over (they claim the last round's reward).
+
+        Without a ledger there is nothing to say: a node drops a run's state when the next
+        run's setup arrives, or when its worker stops.
+        """
+        if ledger is None:
+            return
+        meta: dict[str, Any] = {"round": config.run.rounds}
+        contents = {}
+        for c, node in self.node_of.items():
+            m = dict(meta)
+            if ledger is not None and c in included_last:
+                m["claim_round"] = ledger.rounds[config.run.rounds - 1].chain_round
+            contents[c] = (node, wire.pack(m))
+        self.exchange.round_trip(contents, "query.finish", "finish")
+
+
+def _traffic_stats(traffic: Traffic, ids: list[int]) -> dict[str, Any]:
+    """Bytes per client per round: our payload (what the in-process runner counts) and the
+    same messages as Flower frames them."""
+
+    def mean(table: dict[int, int]) -> float:
+        return float(np.mean(list(table.values()))) if table else 0.0
+
+    return {
+        "bytes_sent_per_client": mean(traffic.sent),
+        "bytes_received_per_client": mean(traffic.received),
+        "flower_bytes_sent_per_client": mean(traffic.sent_framed),
+        "flower_bytes_received_per_client": mean(traffic.received_framed),
+        "bytes_sent_by_client": {str(c): traffic.sent.get(c, 0) for c in ids},
+    }
+
+
+def _save_params(path: Path, params: np.ndarray) -> None:
+    """The global parameters as .npy, replaced in one step (a crash never leaves half)."""
+    import io
+
+    from secagg.simulation.results import write_atomic
+
+    buffer = io.BytesIO()
+    np.save(buffer, params)
+    write_atomic(path, buffer.getvalue())

@@ -1,0 +1,103 @@
+"""What a run is made of, built once from the config: shared by the simulation and Flower.
+
+The in-process engine (:func:`~secagg.simulation.run_simulation`) and the Flower deployment
+(:mod:`secagg.flower`) build the same things from the same config and seed: the federated
+split, the model and its initial parameters, each client's trainer (with its seed, so its
+batches and DP noise are the same wherever it runs), the aggregation rule, and the round's
+bookkeeping (applying an update, evaluating, the round record). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from secagg.aggregation import RULE_PARAMS, AggregationRule, make_rule
+from secagg.config import Config
+from secagg.data import ClientData, FederatedDataset, load_federated
+from secagg.errors import DataError
+from secagg.models import build_model, get_flat_params, set_flat_params
+from secagg.training import LocalResult, LocalTrainer, evaluate
+
+
+def derive_seed(*parts: int) -> int:
+    """Independent 32-bit seeds per component, all from ``run.seed``."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+#: The components of a run that draw randomness, each from its own seed stream.
+SEED_MODEL, SEED_CLIENT, SEED_PROTECTION, SEED_DROPOUT, SEED_ROOT = 1, 2, 3, 4, 5
+
+
+@dataclass
+class Federation:
+    """The run's data split, model and rule; every party of a run builds the same one."""
+
+    config: Config
+    data: FederatedDataset
+
+    @classmethod
+    def load(cls, config: Config, dataset: FederatedDataset | None = None) -> Federation:
+        data = dataset if dataset is not None else load_federated(config.data, config.run.seed)
+        return cls(config, data)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.data.clients]
+
+    @property
+    def ids(self) -> list[int]:
+        return list(range(len(self.data.clients)))
+
+    def model(self) -> torch.nn.Module:
+        """A fresh model, initialised from the run's seed (the same everywhere)."""
+        c = self.config
+        return build_model(
+            c.model.name,
+            self.data.n_features,
+            self.data.n_classes,
+            hidden=c.model.hidden,
+            seed=derive_seed(c.run.seed, SEED_MODEL),
+        )
+
+    def initial_params(self) -> np.ndarray:
+        return get_flat_params(self.model())
+
+    def trainer(self, index: int, data: ClientData | None = None) -> LocalTrainer:
+        """Client ``index``'s honest trainer, on its share of the split (or on ``data``)."""
+        c = self.config
+        return LocalTrainer(
+            data if data is not None else self.data.clients[index],
+            self.model,
+            c.training,
+            c.privacy,
+            rounds=c.run.rounds,
+            seed=derive_seed(c.run.seed, SEED_CLIENT, index),
+        )
+
+    def rule(self) -> AggregationRule:
+        ag = self.config.aggregation
+        return make_rule(ag.rule, **{k: getattr(ag, k) for k in RULE_PARAMS[ag.rule]})
+
+    def evaluate(self, params: np.ndarray) -> dict[str, float]:
+        """The global test set's metrics for ``params``."""
+        model = self.model()
+        set_flat_params(model, params)
+        return evaluate(model, self.data.X_test, self.data.y_test)
+
+
+def apply_update(
+    params: np.ndarray, update: np.ndarray, server_lr: float, round_idx: int
+) -> np.ndarray:
+    """The next global parameters: ``params + server_lr * update`` (refusing NaN or inf)."""
+    if not np.all(np.isfinite(update)):
+        raise DataError(f"round {round_idx}: the aggregated update contains NaN or inf")
+    return (params + server_lr * update).astype(np.float32)
+
+
+def declared_weights(results: Mapping[int, LocalResult]) -> dict[int, float]:
+    """FedAvg weights as clients declare them in the clear: their training sample counts."""
+    return {i: float(local.num_samples) for i, local in results.items()}

@@ -1,0 +1,77 @@
+"""The pieces of the Flower app that need no federation: envelope, key files, node config, CLI."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr", reason="flwr is not installed: pip install -e '.[flower]'")
+
+
+from secagg.cli import main as secagg_main
+from secagg.errors import ConfigError
+from secagg.flower import wire
+from secagg.flower.keys import (
+    generate_identities,
+    read_directory,
+    read_identity_key,
+)
+from secagg.flower.node import NodeSettings
+from secagg.masking.messages import AdvertiseKeysRequest, decode_server_message
+
+
+def test_our_bytes_cross_a_flower_message_unchanged() -> None:
+    request = AdvertiseKeysRequest(3, 2**64 - 1, 1, bytes(range(32)))
+    params = np.linspace(-1, 1, 1000, dtype=np.float32)
+    content = wire.pack(
+        {"round": 3, "epsilon": None, "top_weight": 40.0},
+        {"request": request.to_bytes(), "params": wire.f32(params)},
+    )
+    meta, blobs = wire.unpack(content)
+    assert meta == {"round": 3, "top_weight": 40.0}  # None values are left out
+    assert decode_server_message(blobs["request"]) == request
+    np.testing.assert_array_equal(wire.from_f32(blobs["params"]), params)
+    assert wire.payload_bytes(blobs) == len(request.to_bytes()) + 4 * params.size
+    framed = wire.framed_bytes(content)  # the records as Flower transfers them
+    assert framed is not None and framed > wire.payload_bytes(blobs)
+
+
+def test_key_files_private_halves_stay_private(tmp_path: Path) -> None:
+    directory_path = generate_identities([0, 1, 2], tmp_path)
+    directory = read_directory(directory_path)
+    assert sorted(directory) == [0, 1, 2]
+    for c in range(3):
+        key_file = tmp_path / str(c) / "identity.key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert read_identity_key(key_file).public == directory.raw(c)
+    assert "private" not in directory_path.read_text()
+    (tmp_path / "bad.json").write_text('{"0": "zz"}')
+    with pytest.raises(ConfigError, match="hex"):
+        read_directory(tmp_path / "bad.json")
+
+
+def test_node_config_names_what_is_missing() -> None:
+    settings = NodeSettings.from_node_config({"client-id": 2, "data-path": "/data/h2.csv"})
+    assert (settings.client_id, settings.partition_id, settings.data_path) == (2, 2, "/data/h2.csv")
+    assert not settings.he_key_holder
+    with pytest.raises(ConfigError, match="client-id"):
+        NodeSettings.from_node_config({"data-path": "/data/h2.csv"})
+
+
+def test_deploy_refuses_a_folder_with_results_before_starting_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "earlier"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    hospitals = Path(__file__).resolve().parents[2] / "examples" / "hospitals.toml"
+    code = secagg_main(["deploy", str(hospitals), "--output-dir", str(out)])
+    assert code == 2
+    assert "already holds results" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        secagg_main(["deploy", "--help"])
+    assert exit_info.value.code == 0
+    assert "SuperLink" in capsys.readouterr().out
