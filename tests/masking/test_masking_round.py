@@ -15,6 +15,7 @@ from secagg.crypto.signing import IdentityDirectory
 from secagg.errors import BelowThresholdError, ProtocolError
 from secagg.masking import MaskingParams
 from secagg.masking import run_round as run_unsigned_or_signed
+from secagg.masking.driver import MaskedRoundResult
 
 BITS = [1, 8, 16, 31, 32, 33, 48, 64]
 #: One key directory for every client id these tests use (a directory may list more clients).
@@ -106,23 +107,33 @@ def test_sum_of_included_inputs_or_abort(
     case: tuple[MaskingParams, dict[str, set[int]], int],
 ) -> None:
     params, dropouts, seed = case
-    inputs = _inputs(params, seed)
-    expected = expected_survivors(params, dropouts)
     graph = "complete" if params.graph.is_complete else "sparse"
     signed = "signed" if params.signed else "unsigned"
-    event(f"{graph} graph, {signed}, {'aborts' if expected is None else 'completes'}")
-    if expected is None:
-        with pytest.raises(BelowThresholdError):
-            run_round(inputs, params, dropouts=dropouts)
+    result = _exact_sum_or_abort(params, dropouts, seed, f"{graph} graph, {signed}, ")
+    if result is None:
         return
-    result = run_round(inputs, params, dropouts=dropouts)
-    assert result.included == sorted(expected)
     lost_before_input = dropouts["advertise_keys"] | dropouts["share_keys"]
     lost_before_input |= dropouts["masked_input"]
     assert not set(result.included) & lost_before_input
     assert len(result.included) >= params.threshold
     assert result.total.dtype == params.dtype
+
+
+def _exact_sum_or_abort(
+    params: MaskingParams, dropouts: dict[str, set[int]], seed: int, label: str = ""
+) -> MaskedRoundResult | None:
+    """Run the round: a clean abort when too few survive, else exactly the survivors' sum."""
+    inputs = _inputs(params, seed)
+    expected = expected_survivors(params, dropouts)
+    event(f"{label}{'aborts' if expected is None else 'completes'}")
+    if expected is None:
+        with pytest.raises(BelowThresholdError):
+            run_round(inputs, params, dropouts=dropouts)
+        return None
+    result = run_round(inputs, params, dropouts=dropouts)
+    assert result.included == sorted(expected)
     assert [int(v) for v in result.total] == _plain_sum(inputs, result.included, params.bits)
+    return result
 
 
 @settings(max_examples=25, deadline=None)
@@ -267,13 +278,4 @@ def test_sum_of_included_inputs_or_abort_with_thousands_of_clients(
         p: {c for c, gone, q in zip(ids, lost, phase_of_loss, strict=True) if gone and q == p}
         for p in params.phases
     }
-    inputs = _inputs(params, seed)
-    expected = expected_survivors(params, dropouts)
-    event(f"{'aborts' if expected is None else 'completes'}")
-    if expected is None:
-        with pytest.raises(BelowThresholdError):
-            run_round(inputs, params, dropouts=dropouts)
-        return
-    result = run_round(inputs, params, dropouts=dropouts)
-    assert result.included == sorted(expected)
-    assert [int(v) for v in result.total] == _plain_sum(inputs, result.included, params.bits)
+    _exact_sum_or_abort(params, dropouts, seed)
