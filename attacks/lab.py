@@ -40,7 +40,7 @@ from attacks.poisoning.backdoor import apply_trigger
 from attacks.poisoning.clients import Poisoners
 from attacks.poisoning.registry import ATTACKS, Backdoor, LabelFlip, build_attack
 from attacks.poisoning.selection import choose_malicious
-from secagg.aggregation import RULE_PARAMS, make_rule
+from secagg.aggregation import rule_from_config
 from secagg.config import CHOICES, Config, apply_overrides, config_from_dict, read_toml
 from secagg.data import FederatedDataset, load_federated
 from secagg.errors import ConfigError, SecAggError
@@ -196,7 +196,7 @@ def _config(grid: Grid, cell: Cell) -> Config:
 def not_applicable(config: Config) -> str:
     """Why a cell cannot run ('' if it can): a defence that needs what the protection hides."""
     ag = config.aggregation
-    rule = make_rule(ag.rule, **{k: getattr(ag, k) for k in RULE_PARAMS[ag.rule]})
+    rule = rule_from_config(ag)
     if config.protection.mode != "none" and rule.needs_individual_updates:
         return (
             f"{ag.rule} needs every individual update, which {config.protection.mode} hides "

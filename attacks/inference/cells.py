@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from secagg.aggregation import RULE_PARAMS, make_rule
+from secagg.aggregation import rule_from_config
 from secagg.config import Config, PrivacySection
 from secagg.data import ClientData, FederatedDataset
 from secagg.errors import ConfigError, SecAggError
@@ -303,8 +303,7 @@ def _inversion(
     if config.protection.mode == "none":
         view, targets = updates[0], [records[0][0][0]]
     else:  # what the server learns from the hiding mode: the aggregate, nothing else
-        ag = config.aggregation
-        rule = make_rule(ag.rule, **{k: getattr(ag, k) for k in RULE_PARAMS[ag.rule]})
+        rule = rule_from_config(config.aggregation)
         ids = list(updates)
         protection = make_protection(config, rule, ids, start.size, config.run.seed)
         outcome = protection.aggregate(

@@ -6,7 +6,7 @@ update and therefore plaintext mode — :attr:`AggregationRule.needs_individual_
 Norm bounding is linear after clipping, so it can run under masking if clients clip first.
 """
 
-from secagg.aggregation.base import RULE_PARAMS, AggregationRule, make_rule
+from secagg.aggregation.base import RULE_PARAMS, AggregationRule, make_rule, rule_from_config
 from secagg.aggregation.centered_clipping import CenteredClipping
 from secagg.aggregation.coordinatewise import CoordinateMedian, TrimmedMean
 from secagg.aggregation.fedavg import FedAvg
@@ -26,4 +26,5 @@ __all__ = [
     "NormBound",
     "TrimmedMean",
     "make_rule",
+    "rule_from_config",
 ]

@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from numbers import Integral, Real
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from secagg.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from secagg.config import AggregationSection
 
 
 @runtime_checkable
@@ -132,3 +135,9 @@ def make_rule(name: str, **params: object) -> AggregationRule:
         )
     rule: AggregationRule = rules[name](**params)
     return rule
+
+
+def rule_from_config(section: AggregationSection) -> AggregationRule:
+    """The rule an ``[aggregation]`` section names, with the parameters that rule takes."""
+    name = section.rule
+    return make_rule(name, **{k: getattr(section, k) for k in RULE_PARAMS.get(name, ())})

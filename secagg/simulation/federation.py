@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from secagg.aggregation import RULE_PARAMS, AggregationRule, make_rule
+from secagg.aggregation import AggregationRule, rule_from_config
 from secagg.config import Config
 from secagg.data import ClientData, FederatedDataset, load_federated
 from secagg.errors import DataError
@@ -79,8 +79,7 @@ class Federation:
         )
 
     def rule(self) -> AggregationRule:
-        ag = self.config.aggregation
-        return make_rule(ag.rule, **{k: getattr(ag, k) for k in RULE_PARAMS[ag.rule]})
+        return rule_from_config(self.config.aggregation)
 
     def evaluate(self, params: np.ndarray) -> dict[str, float]:
         """The global test set's metrics for ``params``."""
