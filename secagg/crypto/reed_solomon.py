@@ -55,16 +55,19 @@ def disagreeing_rows(
     other_values: np.ndarray,
     *,
     prime: int = PRIME,
+    matrix: np.ndarray | None = None,
 ) -> np.ndarray:
     """Indices of the ``other`` shares that do not lie on the polynomials through the basis.
 
     Once a secret rebuilt from the basis has passed its check, the basis is known good, so
     every share that disagrees with it (in any limb) is a wrong one. Exact: every other
     holder's share is predicted (one Lagrange matrix product) and compared, limb by limb.
+    ``matrix``: ``lagrange_matrix(basis_xs, other_xs)`` when the caller has it already.
     """
     if not len(other_xs):
         return np.zeros(0, dtype=np.int64)
-    matrix = lagrange_matrix(basis_xs, other_xs, prime=prime)
+    if matrix is None:
+        matrix = lagrange_matrix(basis_xs, other_xs, prime=prime)
     predicted = matmul_mod(matrix, np.asarray(basis_values, dtype=np.int64), prime)
     return np.flatnonzero((predicted != np.asarray(other_values, dtype=np.int64)).any(axis=1))
 

@@ -217,7 +217,8 @@ def _inverse_differences(differences: np.ndarray, prime: int) -> np.ndarray:
     """Inverses of non-zero differences of x-coordinates: a table lookup when they are small."""
     largest = int(np.abs(differences).max(initial=0))
     if largest < 2**16 and largest < prime:
-        table = _inverse_table(max(2, largest + 1), prime)
+        # Power-of-two sizes, so that the few tables a round needs stay in the cache.
+        table = _inverse_table(min(1 << max(1, largest.bit_length()), prime), prime)
         inverse = table[np.abs(differences)]
         if np.any(inverse == 0):
             raise CryptoError("duplicate share x-coordinates: each holder's share counts once")

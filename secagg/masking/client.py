@@ -20,13 +20,17 @@ Phases (Bonawitz et al. 2017, with the SecAgg+ neighbourhoods of Bell et al. 202
    neighbours that shared keys.
 4. ``consistency_check`` (signed rounds only): check the survivor set the server names and
    sign it with the client's Ed25519 identity key.
-5. ``unmasking``: reveal b-shares of the survivors and s-shares of the neighbours that shared
-   keys but are not survivors. The client derives both lists from the survivor set, which it
+5. ``unmasking``: reveal b-shares of the survivors, and s-shares of the neighbours that shared
+   keys but are not survivors together with this client's pair-mask keys with them (they
+   spare the server an X25519 agreement per edge; see :mod:`secagg.masking.unmask` for why
+   they are safe). The client derives these lists from the survivor set, which it
    checks itself: it names this client, at least t clients, at least t_s of this client's
    neighbourhood, and no neighbour that never shared keys; in a signed round it is the set
-   this client signed, and at least t survivors' valid signatures on it come with it. With
-   t > n/2 two different sets can never both gather t signatures, so every honest client
-   answers for the same set and the server never holds both b_u and s_u of a survivor.
+   this client signed, and at least t survivors' signatures on it come with it, of which a
+   random sample verifies (all of them in small rounds; see
+   :func:`secagg.masking.params.signature_sample_size`). With t > n/2 two different sets can
+   never both gather t signatures, so every honest client answers for the same set and the
+   server never holds both b_u and s_u of a survivor.
 """
 
 from __future__ import annotations
@@ -345,7 +349,8 @@ class MaskingClient:
         self._seed_shares.update(seed_shares)
         self._key_shares.update(key_shares)
         self._input = None
-        self._pair_keys = {}
+        # Kept for unmasking: the server needs those of neighbours that drop from here on.
+        self._pair_keys = {v: self._pair_keys[v] for v in peers}
         return MaskedInput(round_id, self.id, self.params.bits, masked)
 
     def _check_survivors(self, survivors: frozenset[int]) -> None:
@@ -412,8 +417,16 @@ class MaskingClient:
                 "saw the same set, so it refuses and the round must abort"
             )
         signed = survivors_signature_message(p, survivors)
-        for signer, signature in message.signatures.items():
-            verify(p.identities[signer], signature, signed, f"client {signer}'s survivor set")
+        checked = sorted(signers)
+        if p.signature_sample < len(checked):  # a fresh random sample (params docstring)
+            checked = secrets.SystemRandom().sample(checked, p.signature_sample)
+        for signer in checked:
+            verify(
+                p.identities[signer],
+                message.signatures[signer],
+                signed,
+                f"client {signer}'s survivor set",
+            )
 
     def _unmask(self, message: UnmaskingRequest) -> UnmaskingResponse:
         survivors = frozenset(message.survivors)
@@ -421,14 +434,18 @@ class MaskingClient:
             self._check_signatures(message, survivors)
         else:
             self._check_survivors(survivors)
+        dropped = [o for o in self._key_shares if o not in survivors]
         reply = UnmaskingResponse(
             self.params.round_id,
             self.id,
             seed_shares={o: v for o, v in self._seed_shares.items() if o in survivors},
-            key_shares={o: v for o, v in self._key_shares.items() if o not in survivors},
+            key_shares={o: self._key_shares[o] for o in dropped},
+            # Revealed under the same condition as the s-shares: any t_s of those rebuild
+            # s_o, which determines every one of o's pair keys.
+            pair_keys={o: self._pair_keys[o] for o in dropped},
         )
         # The round is over for this client: forget every secret.
         self._secrets = None
-        self._bundle_keys = {}
+        self._bundle_keys, self._pair_keys = {}, {}
         self._seed_shares, self._key_shares = {}, {}
         return reply

@@ -9,7 +9,8 @@ The per-neighbour parts are packed tightly, since at cross-device scale they are
 client sends besides its vector: a table of share bundles is ``count u32 | size u32 |
 (id u64 | bundle)*`` with one size for all (a bundle is two 36-byte share values sealed under
 a single-use key: 88 bytes, no nonce); revealed shares are ``count u32 | ids u64* |
-values*`` with 36-byte values (nine u32 limbs of GF(2^31 - 1)), parsed with one NumPy view.
+values*`` with 36-byte values (nine u32 limbs of GF(2^31 - 1)), parsed with one NumPy view;
+revealed pair-mask keys are ``count u32 | (id u64 | key[16])*``.
 Id-keyed tables are encoded in strictly increasing id order, which makes every encoding
 canonical and rules out duplicates. Anything that does not parse exactly (wrong type, short,
 trailing bytes, duplicate or unsorted ids, out-of-range values) raises
@@ -43,7 +44,7 @@ from secagg.masking.params import (
     UNMASKING,
 )
 
-VERSION = 3
+VERSION = 4
 DIGEST_BYTES = 32
 _HEADER = struct.Struct(">BBQQ")
 _U8 = struct.Struct(">B")
@@ -527,10 +528,13 @@ class ConsistencyResponse(Message):
 
 @dataclass(frozen=True)
 class UnmaskingResponse(Message):
-    """Share values the sender holds: of survivors' b_u, and of dropped neighbours' s_u^SK.
+    """Share values the sender holds: of survivors' b_u, and of dropped neighbours' s_u^SK;
+    and the sender's own pair-mask keys with those dropped neighbours.
 
     The x-coordinate of every share is implied by the sender, so only y travels. Decoded
-    messages hold :class:`ShareTable` mappings (arrays underneath).
+    messages hold :class:`ShareTable` mappings (arrays underneath). ``pair_keys`` saves the
+    server one X25519 agreement per (dropped, surviving) edge: the sender derived each key
+    to mask its own input, and s_u^SK, which the server rebuilds anyway, determines it.
     """
 
     TYPE: ClassVar[int] = 8
@@ -538,14 +542,29 @@ class UnmaskingResponse(Message):
 
     seed_shares: Mapping[int, bytes]  # owner -> share of b_owner (survivors)
     key_shares: Mapping[int, bytes]  # owner -> share of s_owner^SK (dropped)
+    #: dropped neighbour -> PRG key of the pair mask between it and the sender
+    pair_keys: Mapping[int, bytes] = field(default_factory=dict)
 
     def _body(self) -> bytes:
-        return _share_table(self.seed_shares) + _share_table(self.key_shares)
+        for owner, key in self.pair_keys.items():
+            if not isinstance(key, bytes) or len(key) != prg.KEY_BYTES:
+                raise TamperedMessageError(
+                    f"the pair-mask key with client {owner} must be {prg.KEY_BYTES} bytes"
+                )
+        return b"".join(
+            [
+                _share_table(self.seed_shares),
+                _share_table(self.key_shares),
+                _table(self.pair_keys),
+            ]
+        )
 
     @classmethod
     def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
         seeds = reader.share_table()
-        return cls(round_id, sender, seeds, reader.share_table())
+        keys = reader.share_table()
+        pairs = reader.table(lambda: reader.take(prg.KEY_BYTES), prg.KEY_BYTES)
+        return cls(round_id, sender, seeds, keys, pairs)
 
 
 def _word_dtype(bits: int) -> np.dtype:

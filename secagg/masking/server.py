@@ -120,6 +120,8 @@ class MaskingServer:
         self._to_recover: frozenset[int] = frozenset()  # dropped clients with masked neighbours
         self._seed_shares = RevealedShares()  # b-shares of survivors, as arrays
         self._key_shares = RevealedShares()  # s-shares of dropped clients
+        #: survivor -> dropped neighbour -> PRG key of their pair mask (revealed by the survivor)
+        self._pair_keys: dict[int, Mapping[int, bytes]] = {}
         self._signatures: dict[int, bytes] = {}  # survivor -> signature on the survivor set
         self._result: UnmaskedSum | None = None
         #: holder -> owners whose share it returned wrong (found while rebuilding secrets)
@@ -290,6 +292,7 @@ class MaskingServer:
         asked = (
             (message.seed_shares, self._survivors & holds, "b-shares", "survivors"),
             (message.key_shares, self._to_recover & holds, "key shares", "dropped"),
+            (message.pair_keys, self._to_recover & holds, "pair-mask keys", "dropped"),
         )
         for shares, allowed, what, group in asked:
             extra = shares.keys() - allowed
@@ -304,6 +307,8 @@ class MaskingServer:
             raise TamperedMessageError(f"client {sender}'s share: {exc}") from exc
         self._seed_shares.add(sender, *seeds)
         self._key_shares.add(sender, *keys)
+        if message.pair_keys:
+            self._pair_keys[sender] = message.pair_keys
 
     # ---- closing phases ----------------------------------------------------------------------
 
@@ -367,8 +372,9 @@ class MaskingServer:
     def _unmasking_requests(self) -> dict[int, UnmaskingRequest]:
         """Ask every client still here to unmask, showing it t signatures when signed.
 
-        t valid signatures on one set are what a client needs (t > n/2 makes the set unique);
-        sending exactly t, not every one collected, keeps each client's checking at t.
+        t signatures on one set are what a client needs (t > n/2 makes the set unique); it
+        verifies a random sample of them (``params.signature_sample``), which catches the
+        forgeries a second survivor set would need, except with probability 2^-40 / n.
         """
         r, survivors = self.params.round_id, tuple(sorted(self._survivors))
         signatures = dict(sorted(self._signatures.items())[: self.params.threshold])
@@ -399,10 +405,12 @@ class MaskingServer:
             self._to_recover,
             self._seed_shares,
             self._key_shares,
+            pair_keys=self._pair_keys,
         )
         self.inconsistent_holders.update(found)
         self._sum = None
         self._seed_shares, self._key_shares = RevealedShares(), RevealedShares()
+        self._pair_keys = {}
         return UnmaskedSum(total, sorted(self._survivors), dict(self.inconsistent_holders))
 
     def _abort(self) -> None:
@@ -411,3 +419,4 @@ class MaskingServer:
         self._sum = None
         self._bundles = {}
         self._seed_shares, self._key_shares = RevealedShares(), RevealedShares()
+        self._pair_keys = {}

@@ -15,11 +15,25 @@ named; beyond what can be corrected, :class:`~secagg.errors.CryptoError` (never 
 A secret that passes is used, and every other share of it is checked exactly against the
 polynomial through the shares used (wrong ones are named too).
 
+Pair-mask keys. A survivor v also reveals its own pair-mask key with each dropped
+neighbour d (``pair_keys``: survivor -> dropped -> key), under the same condition as its
+share of s_d. The server uses it instead of agreeing X25519(s_d, s_v) itself, and agrees
+only for edges whose survivor gave no key (it went silent at unmasking, or an auditor who
+rebuilds everything from shares). A wrong key from v is no new power: the mask it fails to
+cancel sits in v's own masked input, so it is the same as v sending another input. What it
+reveals: to read x_u the server needs b_u and every pair key of u. Honest holders that
+reveal b_u (u survived, in their view) never reveal their key with u, and b_u needs a
+strict majority of u's neighbourhood, so the keys of that majority must come from
+rebuilding their own s_v, i.e. from a majority of *their* holders calling them dropped:
+the attack of lying about whole neighbourhoods, which the signed survivor set stops
+(tests/masking/test_masking_privacy.py, test_masking_attacks.py).
+
 Cost. Shares are held as arrays (:class:`RevealedShares`: 36 bytes per share, no Python
 object each); a secret is rebuilt with one Lagrange vector per distinct set of t_s holders
 (cached, and the holder sets are chosen so that neighbouring owners share them). What
-remains is one X25519 agreement, one HKDF and one keystream per (dropped client, surviving
-neighbour) edge, plus one keystream per survivor. The edges are independent: with
+remains is one keystream per (dropped client, surviving neighbour) edge and per survivor,
+plus one X25519 agreement and one HKDF per edge whose key was not revealed. The edges are
+independent: with
 ``workers = 2`` (the default when there is enough of them) a second process rebuilds half of
 them into its own accumulator, which is added at the end; memory stays O(d) per process.
 """
@@ -116,6 +130,7 @@ def remove_masks(
     seed_shares: Shares | RevealedShares,
     key_shares: Shares | RevealedShares,
     *,
+    pair_keys: Mapping[int, Mapping[int, bytes]] | None = None,
     workers: int | None = None,
 ) -> dict[int, list[int]]:
     """Unmask ``total`` (the survivors' masked sum) in place; return holder -> wrong owners.
@@ -123,7 +138,8 @@ def remove_masks(
     Every count must already have been checked (at least t_s shares per secret). Holders'
     interpolation points come from ``params`` (:meth:`MaskingParams.share_point`), never from
     the shares. ``workers``: processes that regenerate the pair masks (None: 2 when the
-    round has enough of them and the machine has two cores, else 1).
+    round has enough of them and the machine has two cores, else 1). ``pair_keys``: survivor
+    -> dropped neighbour -> the pair-mask key the survivor revealed (see the module docstring).
     """
     graph, t_s = params.graph, params.share_threshold
     seeds = _as_arrays(seed_shares).grouped()
@@ -143,10 +159,12 @@ def remove_masks(
         seed = rebuild(owner, "self-mask seed", seeds[owner], seed_matches)
         self_masks.append(self_mask_key(seed, params.round_id, owner))
     jobs: list[_PairJob] = []
+    revealed = pair_keys or {}
     for dropped in _in_ring_order(graph, to_recover):
         secret = rebuild(dropped, "mask key", secret_keys[dropped], key_matches)
         peers = sorted(graph.neighbors(dropped) & survivors)
-        jobs.append(_PairJob(dropped, secret, tuple((v, keys[v].masking) for v in peers)))
+        held = tuple((v, keys[v].masking, revealed.get(v, {}).get(dropped)) for v in peers)
+        jobs.append(_PairJob(dropped, secret, held))
 
     edges = sum(len(job.peers) for job in jobs)
     if workers is None:
@@ -193,11 +211,12 @@ def _in_ring_order(graph: NeighborGraph, clients: frozenset[int]) -> list[int]:
 
 @dataclass(frozen=True, repr=False)
 class _PairJob:
-    """A dropped client's rebuilt mask key and its surviving neighbours' public keys."""
+    """A dropped client's rebuilt mask key, and per surviving neighbour: its id, its public
+    masking key and the pair-mask key it revealed (None: agree to get it)."""
 
     dropped: int
     private: bytes
-    peers: tuple[tuple[int, bytes], ...]
+    peers: tuple[tuple[int, bytes, bytes | None], ...]
 
 
 def _pair_keys(jobs: Iterable[_PairJob], round_id: int) -> tuple[list[bytes], list[bytes]]:
@@ -206,19 +225,28 @@ def _pair_keys(jobs: Iterable[_PairJob], round_id: int) -> tuple[list[bytes], li
     subtract: list[bytes] = []
     parsed: dict[bytes, X25519PublicKey] = {}
     for job in jobs:
-        private = X25519PrivateKey.from_private_bytes(job.private)
-        for survivor, raw in job.peers:
-            public = parsed.get(raw)
-            if public is None:
-                public = parsed[raw] = X25519PublicKey.from_public_bytes(raw)
-            try:
-                agreed = private.exchange(public)
-            except ValueError as exc:  # the server validated every key: unreachable
-                raise CryptoError(f"client {survivor}'s masking key is a low-order point") from exc
-            key = pair_mask_key(agreed, round_id, job.dropped, survivor)
+        private: X25519PrivateKey | None = None
+        for survivor, raw, key in job.peers:
+            if key is None:
+                if private is None:
+                    private = X25519PrivateKey.from_private_bytes(job.private)
+                agreed = _agree(private, raw, parsed, survivor)
+                key = pair_mask_key(agreed, round_id, job.dropped, survivor)
             # The survivor added +PRG(s) if dropped > survivor, else -PRG(s): undo it.
             (subtract if job.dropped > survivor else add).append(key)
     return add, subtract
+
+
+def _agree(
+    private: X25519PrivateKey, raw: bytes, parsed: dict[bytes, X25519PublicKey], owner: int
+) -> bytes:
+    public = parsed.get(raw)
+    if public is None:
+        public = parsed[raw] = X25519PublicKey.from_public_bytes(raw)
+    try:
+        return private.exchange(public)
+    except ValueError as exc:  # the server validated every key: unreachable
+        raise CryptoError(f"client {owner}'s masking key is a low-order point") from exc
 
 
 def _partial_masks(jobs: list[_PairJob], round_id: int, bits: int, dim: int) -> np.ndarray:
@@ -243,6 +271,18 @@ class _Rebuilder:
         self._t_s = params.share_threshold
         self._pick = pick
         self._wrong = wrong
+        # Lagrange rows predicting a share at x from the current basis, kept while owners
+        # along the ring reuse that basis (their other holders are mostly the same too).
+        self._basis: tuple[int, ...] = ()
+        self._rows: dict[int, np.ndarray] = {}
+
+    def _predictor(self, basis_xs: tuple[int, ...], xs: list[int]) -> np.ndarray:
+        if basis_xs != self._basis:
+            self._basis, self._rows = basis_xs, {}
+        missing = [x for x in xs if x not in self._rows]
+        if missing:
+            self._rows.update(zip(missing, shamir.lagrange_matrix(basis_xs, missing), strict=True))
+        return np.stack([self._rows[x] for x in xs])
 
     def __call__(
         self,
@@ -265,8 +305,13 @@ class _Rebuilder:
             good = False
         if good:
             rest = np.setdiff1d(np.arange(len(holders)), chosen, assume_unique=True)
+            rest_xs = [points[i] for i in rest]
             rows = reed_solomon.disagreeing_rows(
-                basis_xs, basis, [points[i] for i in rest], values[rest].astype(np.int64)
+                basis_xs,
+                basis,
+                rest_xs,
+                values[rest].astype(np.int64),
+                matrix=self._predictor(basis_xs, rest_xs) if rest_xs else None,
             )
             bad = [holders[int(rest[r])] for r in rows]
         else:

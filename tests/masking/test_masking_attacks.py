@@ -15,8 +15,16 @@ from support.honest_round import HonestRound
 
 from secagg.crypto import shamir
 from secagg.crypto.agreement import agree, key_pair_from_private_bytes
-from secagg.crypto.prg import MaskGenerator
-from secagg.errors import BelowThresholdError, CryptoError, ProtocolError, UnmaskingPolicyError
+from secagg.crypto.prg import MaskGenerator, expand
+from secagg.errors import (
+    BelowThresholdError,
+    CryptoError,
+    ProtocolError,
+    TamperedMessageError,
+    UnmaskingPolicyError,
+)
+from secagg.masking import client as client_module
+from secagg.masking import unmask
 from secagg.masking.messages import (
     ConsistencyRequest,
     ConsistencyResponse,
@@ -46,8 +54,9 @@ def _unmask_alone(
 ) -> np.ndarray | None:
     """What a server holding these responses computes for the victim's input, if it can.
 
-    It needs b_victim and the mask key of every neighbour of the victim (or the victim's own
-    mask key): exactly the secrets the split-view attack goes after.
+    It needs b_victim and, for every neighbour of the victim, the pair-mask key that
+    neighbour revealed or that neighbour's mask key: exactly what the split-view attack goes
+    after.
     """
     p = r.params
     t = p.share_threshold
@@ -63,12 +72,15 @@ def _unmask_alone(
         return None
     seed = shamir.combine(seeds[VICTIM], t)
     add, subtract = [], [self_mask_key(seed, p.round_id, VICTIM)]
+    revealed = {r.sender: r.pair_keys for r in responses}
     for peer in sorted(p.graph.neighbors(VICTIM)):
-        if len(keys.get(peer, [])) < t:
-            return None
-        peer_key = key_pair_from_private_bytes(shamir.combine(keys[peer], t))
-        agreed = agree(peer_key.private, r.server._keys[VICTIM].masking)
-        key = pair_mask_key(agreed, p.round_id, VICTIM, peer)
+        key = revealed.get(peer, {}).get(VICTIM)
+        if key is None:
+            if len(keys.get(peer, [])) < t:
+                return None
+            peer_key = key_pair_from_private_bytes(shamir.combine(keys[peer], t))
+            agreed = agree(peer_key.private, r.server._keys[VICTIM].masking)
+            key = pair_mask_key(agreed, p.round_id, VICTIM, peer)
         # The victim added +PRG(s) for peers above it and -PRG(s) for those below: undo it.
         (subtract if peer > VICTIM else add).append(key)
     total = masked[VICTIM].copy()
@@ -224,3 +236,83 @@ def test_too_many_wrong_shares_abort_the_round_instead_of_corrupting_the_sum() -
     with pytest.raises(CryptoError, match="client 3's self-mask seed cannot be corrected"):
         _deliver_unmasking(r, {0: {"seed": {3: 1}}, 1: {"seed": {3: 2}}})
     assert r.server.phase == "finished"
+
+
+def test_survivors_reveal_their_pair_keys_so_the_server_agrees_only_for_silent_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    agreements: list[int] = []
+    real_agree = unmask._agree
+
+    def counting(*args: object) -> bytes:
+        agreements.append(1)
+        return real_agree(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(unmask, "_agree", counting)
+    for silent, expected_agreements in ((frozenset(), 0), (frozenset({2, 5}), 2)):
+        agreements.clear()
+        r = HonestRound(7, 0, 4, round_id=ROUND, dim=16, seed=8)
+        _to_unmasking(r, frozenset({6}))  # every survivor masked with the dropped client 6
+        r.advance(silent=silent)
+        expected = sum(r.inputs[c].astype(np.uint64) for c in range(6)) % 2**32
+        np.testing.assert_array_equal(r.server.result.total, expected)
+        # The edges (6, 2) and (6, 5) of the silent survivors are the only ones agreed.
+        assert len(agreements) == expected_agreements
+
+
+def test_a_wrong_pair_key_is_no_more_than_its_sender_changing_its_own_input() -> None:
+    # The pair mask a survivor's key fails to remove sits in that survivor's own masked input,
+    # so lying about it is the same as sending another input (which range checks after
+    # decoding, not the masking layer, are there for).
+    r = HonestRound(7, 0, 4, round_id=ROUND, dim=16, seed=9)
+    _to_unmasking(r, frozenset({6}))
+    fake = bytes(16)
+    real = None
+    for client, reply in r.replies().items():
+        assert isinstance(reply, UnmaskingResponse) and set(reply.pair_keys) == {6}
+        if client == 2:
+            real = reply.pair_keys[6]
+            reply = dataclasses.replace(reply, pair_keys={6: fake})
+        r.server.receive(reply)
+    r.server.close_phase()
+    assert real is not None and real != fake
+    # Client 2 < 6 added +PRG(real); the server subtracted PRG(fake) instead.
+    shifted = (r.inputs[2].astype(np.uint64) + expand(real, 16, 32) - expand(fake, 16, 32)) % 2**32
+    expected = (sum(r.inputs[c].astype(np.uint64) for c in (0, 1, 3, 4, 5)) + shifted) % 2**32
+    np.testing.assert_array_equal(r.server.result.total, expected)
+    assert r.server.result.inconsistent_holders == {}
+
+
+def test_a_client_checks_a_random_sample_of_the_signatures_and_catches_a_padded_quorum(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # t = 95 of 100: a client verifies 36 signatures, drawn at random once the request is
+    # here. A server holding only 35 genuine ones pads the quorum with forgeries: any sample
+    # of 36 contains one, so every client refuses.
+    r = HonestRound(100, 0, 95, round_id=ROUND, dim=4, seed=10)
+    assert r.params.signature_sample == 36
+    r.advance()
+    r.advance()
+    r.advance()
+    r.advance()  # consistency check: every client signed the same survivor set
+    checked: list[int] = []
+    real_verify = client_module.verify
+
+    def counting(*args: object) -> None:
+        checked.append(1)
+        real_verify(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client_module, "verify", counting)
+    padded = dict(r.outbox)
+    for c, request in r.outbox.items():
+        assert isinstance(request, UnmaskingRequest) and len(request.signatures) == 95
+        signatures = dict(request.signatures)
+        for forged in sorted(signatures)[35:]:
+            signatures[forged] = bytes(64)
+        padded[c] = dataclasses.replace(request, signatures=signatures)
+    for c in range(5):
+        with pytest.raises(TamperedMessageError, match="does not verify"):
+            r.clients[c].handle(padded[c])
+    checked.clear()
+    r.clients[50].handle(r.outbox[50])  # the honest quorum: 36 checks, not 95
+    assert len(checked) == 36

@@ -44,7 +44,7 @@ EXAMPLES: list[Message] = [
     ConsistencyResponse(5, 3, b"\x08" * 64),
     UnmaskingRequest(5, SERVER_ID, 3, (1, 3, 9), {1: b"\x08" * 64, 3: b"\x09" * 64}),
     UnmaskingRequest(5, SERVER_ID, 3, (1, 3, 9)),
-    UnmaskingResponse(5, 3, {1: SHARE, 3: SHARE}, {4: SHARE}),
+    UnmaskingResponse(5, 3, {1: SHARE, 3: SHARE}, {4: SHARE}, {4: bytes(range(16))}),
 ]
 
 
@@ -182,8 +182,9 @@ def test_revealed_shares_are_packed_and_parsed_as_arrays() -> None:
     other = b"\x00" * (shamir.VALUE_BYTES - 4) + b"\x00\x00\x01\x00"
     message = UnmaskingResponse(5, 3, {9: other, 1: SHARE}, {})
     data = message.to_bytes()
-    # header + two tables: count, ids, then the values back to back (no per-entry framing)
-    assert len(data) == 18 + (4 + 2 * (8 + shamir.VALUE_BYTES)) + 4
+    # header + two share tables: count, ids, then the values back to back (no per-entry
+    # framing); then the (empty) table of pair-mask keys
+    assert len(data) == 18 + (4 + 2 * (8 + shamir.VALUE_BYTES)) + 4 + 4
     decoded = UnmaskingResponse.from_bytes(data)
     table = decoded.seed_shares
     assert isinstance(table, ShareTable) and table == {1: SHARE, 9: other}
@@ -191,6 +192,17 @@ def test_revealed_shares_are_packed_and_parsed_as_arrays() -> None:
     assert sorted(table.values()) == sorted([SHARE, other])
     assert UnmaskingResponse.from_bytes(decoded.to_bytes()) == message  # re-encodes canonically
     assert "hidden" in repr(table)
+
+
+def test_pair_mask_keys_are_sixteen_bytes_each_and_anything_else_is_refused() -> None:
+    key = bytes(range(16))
+    data = UnmaskingResponse(5, 3, {}, {4: SHARE}, {4: key}).to_bytes()
+    assert len(data) == 18 + 4 + (4 + 8 + shamir.VALUE_BYTES) + (4 + 8 + 16)
+    assert UnmaskingResponse.from_bytes(data).pair_keys == {4: key}
+    with pytest.raises(TamperedMessageError, match="16 bytes"):
+        UnmaskingResponse(5, 3, {}, {4: SHARE}, {4: key[:15]}).to_bytes()
+    with pytest.raises(TamperedMessageError):  # a truncated key
+        decode_message(data[:-1])
 
 
 def test_revealed_shares_that_are_not_field_elements_or_unsorted_are_refused() -> None:

@@ -16,6 +16,7 @@ from secagg.masking.params import (
     self_mask_key,
     share_encryption_key,
     share_encryption_keys,
+    signature_sample_size,
 )
 
 
@@ -167,3 +168,24 @@ def test_derived_keys_are_bound_to_round_and_pair() -> None:
     both = share_encryption_keys(secret, 1, 2, 3)
     assert both == (share_encryption_key(secret, 1, 2, 3), share_encryption_key(secret, 1, 3, 2))
     assert share_encryption_keys(secret, 1, 3, 2) == both[::-1]  # both ends agree
+
+
+@pytest.mark.parametrize(
+    ("n", "t"), [(10, 6), (100, 60), (100, 95), (1000, 501), (1000, 600), (10_000, 6000)]
+)
+def test_a_client_checks_the_smallest_signature_sample_that_catches_a_padded_quorum(
+    n: int, t: int
+) -> None:
+    # A set shown with at most floor(n/2) genuine signatures (forgeries pad it to t) passes a
+    # random sample of s with probability C(n//2, s) / C(t, s); over n clients <= 2^-40.
+    s = signature_sample_size(n, t)
+
+    def fooled(size: int) -> float:
+        return n * math.comb(n // 2, size) / math.comb(t, size)
+
+    assert 1 <= s <= t
+    assert s == t or fooled(s) <= 2.0**-40
+    if s > 1:
+        assert fooled(s - 1) > 2.0**-40  # no smaller sample would do
+    assert signature_sample_size(1000, 600) == 161 < 600
+    assert signature_sample_size(10_000, 6000) == 199

@@ -73,12 +73,16 @@ def test_honest_runs_never_reveal_both_secrets_of_any_client(
         return
     seed_owners: set[int] = set()
     key_owners: set[int] = set()
+    pair_owners: set[int] = set()
     for c, request in requests.items():
         reply = clients[c].handle(request)[0]
         assert isinstance(reply, UnmaskingResponse)
         seed_owners |= set(reply.seed_shares)
         key_owners |= set(reply.key_shares)
+        pair_owners |= set(reply.pair_keys)
     assert not seed_owners & key_owners
+    # Pair-mask keys are revealed only with dropped clients, never with a survivor.
+    assert pair_owners <= key_owners
 
 
 def test_contradicting_requests_to_different_holders_cannot_reveal_both_secrets() -> None:
@@ -89,7 +93,7 @@ def test_contradicting_requests_to_different_holders_cannot_reveal_both_secrets(
     clients, _, requests = _run_to_unmasking(params, {})
     victim, everyone = 3, tuple(range(7))
     told_survived, told_dropped = (0, 1, 2, 3), (4, 5, 6)
-    seed_shares, key_shares = [], []
+    seed_shares, key_shares, pair_keys = [], [], []
     for c in told_survived:
         reply = clients[c].handle(requests[c])[0]
         assert isinstance(reply, UnmaskingResponse)
@@ -100,6 +104,7 @@ def test_contradicting_requests_to_different_holders_cannot_reveal_both_secrets(
         reply = clients[c].handle(lie)[0]
         assert isinstance(reply, UnmaskingResponse)
         key_shares.append(shamir.Share.from_value_bytes(share_x(c), reply.key_shares[victim]))
+        pair_keys.append(reply.pair_keys[victim])
     # Each holder answered once; asking again for the other secret is a replay.
     for c in told_survived:
         second = UnmaskingRequest(params.round_id, requests[c].sender, c, others)
@@ -109,6 +114,9 @@ def test_contradicting_requests_to_different_holders_cannot_reveal_both_secrets(
     with pytest.raises(CryptoError, match="cannot reconstruct"):  # ... but s_3 is not
         shamir.combine(key_shares, params.share_threshold)
     assert len(seed_shares) + len(key_shares) == params.neighbors + 1 < 2 * params.share_threshold
+    # Three of 3's six pair masks are now known; those with 0, 1 and 2 stay hidden, since
+    # nobody revealed shares of s_0, s_1 or s_2: y_3 stays masked.
+    assert len(pair_keys) == 3 < params.neighbors
 
 
 @settings(max_examples=2, deadline=None)
@@ -139,7 +147,7 @@ def test_with_thousands_of_clients_neither_honest_runs_nor_split_requests_reveal
     told_dropped = set(holders[split:])
     seed_owners: set[int] = set()
     key_owners: set[int] = set()
-    victim_seed_shares = victim_key_shares = 0
+    victim_seed_shares = victim_key_shares = victim_pair_keys = 0
     for c, request in requests.items():
         if c in told_dropped and c != victim:
             lie = tuple(s for s in request.survivors if s != victim)
@@ -150,8 +158,16 @@ def test_with_thousands_of_clients_neither_honest_runs_nor_split_requests_reveal
         key_owners |= set(reply.key_shares)
         victim_seed_shares += victim in reply.seed_shares
         victim_key_shares += victim in reply.key_shares
+        victim_pair_keys += victim in reply.pair_keys
     # Honest holders never reveal both secrets of anyone else ...
     assert not (seed_owners & key_owners) - {victim}
     # ... and for the victim, each holder revealed one share: never t_s of both.
     assert victim_seed_shares + victim_key_shares <= len(holders)
     assert min(victim_seed_shares, victim_key_shares) < params.share_threshold
+    # Only holders told the victim dropped reveal their pair key with it, so whenever b_victim
+    # is recoverable, some of the victim's pair masks are still unknown (their owners are
+    # survivors in every view: no shares of their s are revealed).
+    assert victim_pair_keys == victim_key_shares
+    if victim_seed_shares >= params.share_threshold:
+        assert victim_pair_keys < len(params.graph.neighbors(victim))
+        assert not key_owners & (params.graph.neighbors(victim) - told_dropped)
