@@ -2,7 +2,8 @@
 
 The known directions, on the hospitals example: 30 % sign-flipping clients break FedAvg but
 not the median or Krum; under secure aggregation the defences that need individual updates
-are refused, never silently replaced by FedAvg.
+are refused, never silently replaced by FedAvg. On the ALIE example (digits) under local DP,
+ALIE hurts the median and Krum more than sign flipping does.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from statistics import median
 
 import pytest
 
+from attacks.lab import Cell, load_grid, run_cell
 from attacks.poisoning.clients import Poisoners
 from attacks.poisoning.registry import build_attack
 from attacks.poisoning.selection import choose_malicious
-from secagg.config import load_config
+from secagg.config import config_from_dict, load_config
+from secagg.data import load_federated
 from secagg.errors import ConfigError
 from secagg.simulation import run_simulation
 
@@ -74,3 +77,25 @@ def test_defences_that_need_each_update_are_refused_under_hiding_modes(
 def test_fltrust_without_a_root_dataset_is_one_clear_error() -> None:
     with pytest.raises(ConfigError, match="fltrust' needs a root dataset on the server"):
         load_config(EXAMPLE, [*BASE, "aggregation.rule=fltrust"])
+
+
+ALIE_EXAMPLE = EXAMPLE.parent / "alie.toml"
+
+
+def test_alie_degrades_median_and_krum_more_than_sign_flip_under_local_dp() -> None:
+    # Baruch et al. 2019: ALIE hides in the benign spread, so it hurts most where that spread is
+    # large next to the mean update. Local DP noise makes it so: the median and Krum then follow
+    # ALIE's mean - z·std drift, while sign flipping only slows them down. (Without DP, on
+    # digits, sign flipping is the worse attack: see examples/alie.toml.)
+    grid = load_grid(ALIE_EXAMPLE)  # 30 % malicious, omniscient ALIE with the paper's z
+    accuracy: dict[tuple[str, str], list[float]] = {}
+    for seed in (0, 1):
+        dataset = load_federated(config_from_dict(grid.base).data, seed)
+        for rule in ("median", "krum"):
+            for attack in ("sign-flip", "alie"):
+                row = run_cell(grid, Cell(attack, rule, 0.3, "local-dp", "none", seed), dataset)
+                assert row["status"] == "ok", row["reason"]
+                accuracy.setdefault((attack, rule), []).append(float(row["accuracy"]))
+    for rule in ("median", "krum"):
+        flip, alie = median(accuracy["sign-flip", rule]), median(accuracy["alie", rule])
+        assert alie < flip - 0.1, (rule, accuracy)
