@@ -2,7 +2,9 @@
 
 The server below runs the honest protocol up to the masked inputs (so it holds every y_u),
 then departs from it however the attack needs. What it can compute at the end is checked
-against the only thing it may learn: the sum of at least t inputs.
+against the only thing it may learn: the sum of at least t inputs on the complete graph, and
+under SecAgg+ sums of at least t_s inputs (a server that picks who drops can cut a ring arc
+off: the last test shows the floor is reached).
 """
 
 from __future__ import annotations
@@ -316,3 +318,49 @@ def test_a_client_checks_a_random_sample_of_the_signatures_and_catches_a_padded_
     checked.clear()
     r.clients[50].handle(r.outbox[50])  # the honest quorum: 36 checks, not 95
     assert len(checked) == 36
+
+
+def test_a_server_that_picks_who_drops_can_isolate_a_sum_of_t_s_inputs_under_secagg_plus() -> None:
+    # The ring is public, and a server may ignore anyone. Silencing the k/2 clients on either
+    # side of an arc of t_s ring neighbours cuts the arc off: every arc member still sees t_s
+    # of its neighbourhood and at least t survivors, so the round completes honestly, yet the
+    # arc's masks toward the silenced clients are rebuilt from their s-shares and the arc's
+    # sum comes out alone. SecAgg+ bounds a lying server's partial sums by t_s inputs, not t;
+    # only the complete graph (SecAgg) keeps every sum at >= t inputs.
+    r = HonestRound(40, 8, 24, round_id=ROUND, dim=16, seed=11)  # k = 8, t_s = 5, t = 24
+    p, ring = r.params, r.params.graph.ring
+    arc, moat = ring[10:15], ring[6:10] + ring[15:19]
+    assert len(arc) == p.share_threshold < p.threshold
+    r.advance()
+    keys = dict(r.server._keys)
+    r.advance()
+    masked = r.replies(silent=frozenset(moat))
+    for reply in masked.values():
+        r.server.receive(reply)
+    r.outbox = r.server.close_phase()
+    r.advance()  # consistency check: every survivor signs the same, honest survivor set
+    responses = r.replies()
+    seeds: dict[int, dict[int, shamir.Share]] = {}
+    mask_keys: dict[int, dict[int, shamir.Share]] = {}
+    for holder, response in responses.items():
+        assert isinstance(response, UnmaskingResponse)
+        x = p.share_point(holder)
+        for owner, value in response.seed_shares.items():
+            if owner in arc:
+                seeds.setdefault(owner, {})[holder] = shamir.Share.from_value_bytes(x, value)
+        for owner, value in response.key_shares.items():
+            mask_keys.setdefault(owner, {})[holder] = shamir.Share.from_value_bytes(x, value)
+        r.server.receive(response)
+    r.server.close_phase()
+    survivors = [c for c in range(40) if c not in moat]
+    everyone = sum(r.inputs[c].astype(np.uint64) for c in survivors) % 2**32
+    np.testing.assert_array_equal(r.server.result.total, everyone)  # an ordinary round
+    # What the server computes on the side, with the round's own unmasking routine:
+    total = np.zeros(p.dim, dtype=np.uint32)
+    for c in arc:
+        message = masked[c]
+        assert isinstance(message, MaskedInput)
+        np.add(total, message.masked, out=total)
+    unmask.remove_masks(p, keys, total, frozenset(arc), frozenset(moat), seeds, mask_keys)
+    arc_sum = sum(r.inputs[c].astype(np.uint64) for c in arc) % 2**32
+    np.testing.assert_array_equal(total, arc_sum)
