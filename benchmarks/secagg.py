@@ -128,13 +128,14 @@ def round_completes(params: MaskingParams, dropped: Collection[int]) -> bool:
 
     The server's rule: every survivor's neighbourhood keeps >= t_s survivors (to rebuild its
     self-mask seed), and so does every dropped client that a survivor masked with (to
-    rebuild its mask key). Random dropouts of 30 % break this for some graphs.
+    rebuild its mask key); and the survivors stay one connected piece of the graph. Random
+    dropouts of 30 % break this for some graphs.
     """
     graph, t_s = params.graph, params.share_threshold
     alive = set(params.client_ids) - set(dropped)
     if len(alive) < params.threshold:
         return False
-    if any(len(graph.neighborhood(c) & alive) < t_s for c in alive):
+    if any(len(graph.neighborhood(c) & alive) < t_s for c in alive) or not graph.connects(alive):
         return False
     return all(
         not (graph.neighbors(c) & alive) or len(graph.neighbors(c) & alive) >= t_s for c in dropped

@@ -25,9 +25,10 @@ Phases (Bonawitz et al. 2017, with the SecAgg+ neighbourhoods of Bell et al. 202
    spare the server an X25519 agreement per edge; see :mod:`secagg.masking.unmask` for why
    they are safe). The client derives these lists from the survivor set, which it
    checks itself: it names this client, at least t clients, at least t_s of this client's
-   neighbourhood, and no neighbour that never shared keys; in a signed round it is the set
-   this client signed, and at least t survivors' signatures on it come with it, of which a
-   random sample verifies (all of them in small rounds; see
+   neighbourhood, no neighbour that never shared keys, and survivors that stay one
+   connected piece of the graph (else the sum of a piece could be unmasked alone). In a
+   signed round it is the set this client signed, and at least t survivors' signatures on it
+   come with it, of which a random sample verifies (see
    :func:`secagg.masking.params.signature_sample_size`). With t > n/2 two different sets can
    never both gather t signatures, so every honest client answers for the same set and the
    server never holds both b_u and s_u of a survivor.
@@ -384,6 +385,12 @@ class MaskingClient:
             raise BelowThresholdError(
                 f"the survivor set names {local} of client {self.id}'s neighbourhood, fewer "
                 f"than t_s = {p.share_threshold}; the round must abort"
+            )
+        if not p.graph.connects(survivors):
+            raise UnmaskingPolicyError(
+                "the survivor set cuts the neighbour graph into pieces: the server could "
+                f"unmask the sum of one piece alone, with fewer than t = {p.threshold} inputs; "
+                f"client {self.id} refuses"
             )
 
     def _sign_survivors(self, message: ConsistencyRequest) -> ConsistencyResponse:

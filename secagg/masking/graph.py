@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
+
 from secagg.crypto.kdf import encode_context
 from secagg.errors import ProtocolError
 
@@ -56,6 +58,22 @@ class NeighborGraph:
         n = len(self.ring)
         positions = self._positions
         return (positions[client] - positions[origin] + n // 2) % n - n // 2
+
+    def connects(self, survivors: Iterable[int]) -> bool:
+        """Whether the survivors' subgraph is connected, i.e. only their whole sum unmasks.
+
+        Masks between two survivors are never revealed, so the sums a server can unmask are
+        those of the connected pieces of this subgraph. On the ring, two survivors that
+        follow each other (in ring order, among survivors) are adjacent exactly when at most
+        k/2 positions apart, so the subgraph falls apart exactly when two such gaps are wider.
+        """
+        if self.is_complete:
+            return True
+        positions = np.sort(np.fromiter((self._positions[c] for c in survivors), dtype=np.int64))
+        if positions.size <= 1:
+            return True
+        gaps = np.diff(positions, append=positions[0] + len(self.ring))
+        return int(np.count_nonzero(gaps > self.degree // 2)) <= 1
 
     @cached_property
     def _positions(self) -> dict[int, int]:

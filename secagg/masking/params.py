@@ -22,13 +22,14 @@ complete graph (k + 1 = n) t_s is the global threshold t: the original SecAgg.
 
 The global threshold ``t`` (``threshold``) no longer sizes anything below the complete graph.
 It is a consequence of the deployment's choices and a floor the clients enforce on their own:
-the sum the server unmasks has at least t inputs (a client refuses a survivor set smaller
+the server learns only sums of at least t inputs (a client refuses a survivor set smaller
 than t), and in a signed round t > n/2 signatures on one survivor set make it unique. Below
-the complete graph that is not a floor on every sum the server can form: the security bound
-below is for clients lost at random, and a server that picks whom to drop can silence the k/2
-ring neighbours on either side of an arc of t_s clients and read that arc's sum
-(tests/masking/test_masking_attacks.py). Against such a server SecAgg+ guarantees sums of at
-least t_s inputs; only the complete graph guarantees t. It must be a
+the complete graph that needs one more check, because the security bound below is for clients
+lost at random. A server that picks whom to drop could silence the k/2 ring neighbours on
+either side of an arc of t_s clients: every arc member keeps t_s of its neighbourhood, yet the
+arc's sum unmasks alone. So clients also refuse a survivor set whose subgraph is not connected
+(:meth:`NeighborGraph.connects`; tests/masking/test_masking_attacks.py), which random loss
+triggers with probability at most the security bound's 2^-sigma. It must be a
 strict majority (t > n/2); it enters the degree only through rho below (the largest loss a
 completed round can have had) and through the hopeless case p >= 1 - t/n.
 

@@ -362,6 +362,11 @@ class MaskingServer:
         # Only dropped clients that some survivor masked with need their key recovered.
         to_recover = frozenset(d for d in lost if self._graph.neighbors(d) & survivors)
         self._check_neighborhoods(set(survivors), MASKED_INPUT)
+        if not self._graph.connects(survivors):
+            raise BelowThresholdError(
+                f"round {self.params.round_id} aborted: the survivors' neighbour graph fell "
+                "apart, so a piece's sum could be unmasked alone; nothing is revealed"
+            )
         t_s = self.params.share_threshold
         for d in sorted(to_recover):
             holders = len(self._graph.neighbors(d) & survivors)

@@ -2,9 +2,8 @@
 
 The server below runs the honest protocol up to the masked inputs (so it holds every y_u),
 then departs from it however the attack needs. What it can compute at the end is checked
-against the only thing it may learn: the sum of at least t inputs on the complete graph, and
-under SecAgg+ sums of at least t_s inputs (a server that picks who drops can cut a ring arc
-off: the last test shows the floor is reached).
+against the only thing it may learn: the sum of at least t inputs, including under SecAgg+
+against a server that picks who drops so as to cut a small piece off the graph.
 """
 
 from __future__ import annotations
@@ -27,7 +26,9 @@ from secagg.errors import (
 )
 from secagg.masking import client as client_module
 from secagg.masking import unmask
+from secagg.masking.graph import NeighborGraph
 from secagg.masking.messages import (
+    ClientMessage,
     ConsistencyRequest,
     ConsistencyResponse,
     MaskedInput,
@@ -320,47 +321,61 @@ def test_a_client_checks_a_random_sample_of_the_signatures_and_catches_a_padded_
     assert len(checked) == 36
 
 
-def test_a_server_that_picks_who_drops_can_isolate_a_sum_of_t_s_inputs_under_secagg_plus() -> None:
-    # The ring is public, and a server may ignore anyone. Silencing the k/2 clients on either
-    # side of an arc of t_s ring neighbours cuts the arc off: every arc member still sees t_s
-    # of its neighbourhood and at least t survivors, so the round completes honestly, yet the
-    # arc's masks toward the silenced clients are rebuilt from their s-shares and the arc's
-    # sum comes out alone. SecAgg+ bounds a lying server's partial sums by t_s inputs, not t;
-    # only the complete graph (SecAgg) keeps every sum at >= t inputs.
-    r = HonestRound(40, 8, 24, round_id=ROUND, dim=16, seed=11)  # k = 8, t_s = 5, t = 24
-    p, ring = r.params, r.params.graph.ring
-    arc, moat = ring[10:15], ring[6:10] + ring[15:19]
-    assert len(arc) == p.share_threshold < p.threshold
+def _cut_off_an_arc(r: HonestRound) -> tuple[list[int], list[int], dict[int, ClientMessage]]:
+    """Run to the unmasking requests with the k/2 ring neighbours on either side of an arc of
+    t_s clients silenced at masked_input; return the arc, the silenced and their y_u."""
+    ring = r.params.graph.ring
+    arc, moat = list(ring[10:15]), list(ring[6:10] + ring[15:19])
     r.advance()
-    keys = dict(r.server._keys)
     r.advance()
     masked = r.replies(silent=frozenset(moat))
     for reply in masked.values():
         r.server.receive(reply)
+    return arc, moat, masked
+
+
+def test_a_server_that_cuts_a_ring_arc_off_by_choosing_who_drops_gets_no_share(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The ring is public, and a server may ignore anyone. Silencing the k/2 clients on either
+    # side of an arc of t_s ring neighbours cuts the arc off: every arc member still sees t_s
+    # of its neighbourhood and at least t survivors, yet the arc's masks toward the silenced
+    # clients come from their s-shares, so the arc's sum would unmask alone. Clients now
+    # refuse a survivor set whose graph falls apart (an honest server aborts first).
+    r = HonestRound(40, 8, 24, round_id=ROUND, dim=16, seed=11)  # k = 8, t_s = 5, t = 24
+    p = r.params
+    arc, moat, masked = _cut_off_an_arc(r)
+    assert len(arc) == p.share_threshold < p.threshold
+    with pytest.raises(BelowThresholdError, match="neighbour graph fell apart"):
+        r.server.close_phase()
+    survivors = tuple(c for c in range(40) if c not in moat)
+    for client in survivors:
+        lie = ConsistencyRequest(ROUND, SERVER_ID, client, survivors)
+        with pytest.raises(UnmaskingPolicyError, match="cuts the neighbour graph into pieces"):
+            r.clients[client].handle(lie)
+
+    # Without the check, the same round reads the arc's sum of 5 inputs alone.
+    monkeypatch.setattr(NeighborGraph, "connects", lambda self, members: True)
+    r = HonestRound(40, 8, 24, round_id=ROUND, dim=16, seed=11)
+    arc, moat, masked = _cut_off_an_arc(r)
+    keys = dict(r.server._keys)
     r.outbox = r.server.close_phase()
-    r.advance()  # consistency check: every survivor signs the same, honest survivor set
-    responses = r.replies()
+    r.advance()  # every survivor signs the same survivor set
     seeds: dict[int, dict[int, shamir.Share]] = {}
     mask_keys: dict[int, dict[int, shamir.Share]] = {}
-    for holder, response in responses.items():
+    for holder, response in r.replies().items():
         assert isinstance(response, UnmaskingResponse)
         x = p.share_point(holder)
         for owner, value in response.seed_shares.items():
-            if owner in arc:
-                seeds.setdefault(owner, {})[holder] = shamir.Share.from_value_bytes(x, value)
+            seeds.setdefault(owner, {})[holder] = shamir.Share.from_value_bytes(x, value)
         for owner, value in response.key_shares.items():
             mask_keys.setdefault(owner, {})[holder] = shamir.Share.from_value_bytes(x, value)
-        r.server.receive(response)
-    r.server.close_phase()
-    survivors = [c for c in range(40) if c not in moat]
-    everyone = sum(r.inputs[c].astype(np.uint64) for c in survivors) % 2**32
-    np.testing.assert_array_equal(r.server.result.total, everyone)  # an ordinary round
-    # What the server computes on the side, with the round's own unmasking routine:
     total = np.zeros(p.dim, dtype=np.uint32)
     for c in arc:
         message = masked[c]
         assert isinstance(message, MaskedInput)
         np.add(total, message.masked, out=total)
-    unmask.remove_masks(p, keys, total, frozenset(arc), frozenset(moat), seeds, mask_keys)
+    arc_seeds = {c: seeds[c] for c in arc}
+    unmask.remove_masks(p, keys, total, frozenset(arc), frozenset(moat), arc_seeds, mask_keys)
     arc_sum = sum(r.inputs[c].astype(np.uint64) for c in arc) % 2**32
     np.testing.assert_array_equal(total, arc_sum)

@@ -61,3 +61,18 @@ def test_invalid_degrees_are_refused(k: int) -> None:
 def test_unknown_client_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError, match="not in this round"):
         harary_graph(range(5), 4, b"", 0).neighbors(99)
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(3, 60), data=st.data())
+def test_connects_agrees_with_a_plain_graph_search(n: int, data: st.DataObject) -> None:
+    degree = data.draw(st.sampled_from([n - 1, *range(2, n - 1, 2)]))
+    graph = harary_graph(range(n), degree, b"seed", 3)
+    members = data.draw(st.sets(st.sampled_from(range(n)), min_size=1))
+    seen, frontier = {min(members)}, [min(members)]
+    while frontier:
+        for other in graph.neighbors(frontier.pop()) & members:
+            if other not in seen:
+                seen.add(other)
+                frontier.append(other)
+    assert graph.connects(members) == (seen == members)

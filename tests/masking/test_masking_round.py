@@ -44,12 +44,28 @@ def _plain_sum(inputs: Mapping[int, np.ndarray], included: list[int], bits: int)
     return [int(v) % 2**bits for v in total]
 
 
+def _connected(adjacency: Mapping[int, frozenset[int]], members: set[int]) -> bool:
+    """Plain graph search, independent of the ring shortcut the protocol uses."""
+    if not members:
+        return True
+    start = next(iter(members))
+    seen, frontier = {start}, [start]
+    while frontier:
+        node = frontier.pop()
+        for other in adjacency[node] & members:
+            if other not in seen:
+                seen.add(other)
+                frontier.append(other)
+    return seen == members
+
+
 def expected_survivors(params: MaskingParams, dropouts: Mapping[str, set[int]]) -> set[int] | None:
     """The specification of when a round completes, straight from the protocol's rules.
 
     Returns the clients whose inputs must be summed, or None if the round must abort:
-    fewer than t clients at some phase, or some secret that has to be reconstructed has
-    fewer than t_s surviving holders in its owner's neighbourhood.
+    fewer than t clients at some phase, some secret that has to be reconstructed has
+    fewer than t_s surviving holders in its owner's neighbourhood, or the survivors of the
+    masked input phase no longer form one connected piece of the graph.
     """
     g, t, t_s = params.graph, params.threshold, params.share_threshold
     alive = set(params.client_ids)
@@ -65,6 +81,8 @@ def expected_survivors(params: MaskingParams, dropouts: Mapping[str, set[int]]) 
     for members in (u1, u2, u3):
         if len(members) < t or not neighbourhoods_ok(members):
             return None
+    if not _connected(g.adjacency, u3):
+        return None
     recover = {d for d in u2 - u3 if g.neighbors(d) & u3}
     if any(len(g.neighbors(d) & u3) < t_s for d in recover):
         return None
