@@ -47,10 +47,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from secagg.crypto import reed_solomon, shamir
-from secagg.crypto.agreement import key_pair_from_private_bytes
+from secagg.crypto.agreement import agree, key_pair_from_private_bytes
 from secagg.crypto.prg import MaskGenerator
 from secagg.errors import CryptoError
 from secagg.masking.graph import NeighborGraph
@@ -223,30 +223,16 @@ def _pair_keys(jobs: Iterable[_PairJob], round_id: int) -> tuple[list[bytes], li
     """PRG keys of the pair masks to add back and to subtract (survivor's sign undone)."""
     add: list[bytes] = []
     subtract: list[bytes] = []
-    parsed: dict[bytes, X25519PublicKey] = {}
     for job in jobs:
         private: X25519PrivateKey | None = None
         for survivor, raw, key in job.peers:
-            if key is None:
+            if key is None:  # the survivor went silent: agree, as its key was never revealed
                 if private is None:
                     private = X25519PrivateKey.from_private_bytes(job.private)
-                agreed = _agree(private, raw, parsed, survivor)
-                key = pair_mask_key(agreed, round_id, job.dropped, survivor)
+                key = pair_mask_key(agree(private, raw), round_id, job.dropped, survivor)
             # The survivor added +PRG(s) if dropped > survivor, else -PRG(s): undo it.
             (subtract if job.dropped > survivor else add).append(key)
     return add, subtract
-
-
-def _agree(
-    private: X25519PrivateKey, raw: bytes, parsed: dict[bytes, X25519PublicKey], owner: int
-) -> bytes:
-    public = parsed.get(raw)
-    if public is None:
-        public = parsed[raw] = X25519PublicKey.from_public_bytes(raw)
-    try:
-        return private.exchange(public)
-    except ValueError as exc:  # the server validated every key: unreachable
-        raise CryptoError(f"client {owner}'s masking key is a low-order point") from exc
 
 
 def _partial_masks(jobs: list[_PairJob], round_id: int, bits: int, dim: int) -> np.ndarray:

@@ -9,6 +9,7 @@ against a server that picks who drops so as to cut a small piece off the graph.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -35,7 +36,7 @@ from secagg.masking.messages import (
     UnmaskingRequest,
     UnmaskingResponse,
 )
-from secagg.masking.params import SERVER_ID, pair_mask_key, self_mask_key, share_x
+from secagg.masking.params import SERVER_ID, MaskingParams, pair_mask_key, self_mask_key, share_x
 
 ROUND = 11
 VICTIM = 4
@@ -245,13 +246,13 @@ def test_survivors_reveal_their_pair_keys_so_the_server_agrees_only_for_silent_o
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     agreements: list[int] = []
-    real_agree = unmask._agree
+    real_agree = unmask.agree
 
     def counting(*args: object) -> bytes:
         agreements.append(1)
         return real_agree(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(unmask, "_agree", counting)
+    monkeypatch.setattr(unmask, "agree", counting)
     for silent, expected_agreements in ((frozenset(), 0), (frozenset({2, 5}), 2)):
         agreements.clear()
         r = HonestRound(7, 0, 4, round_id=ROUND, dim=16, seed=8)
@@ -269,9 +270,12 @@ def test_a_wrong_pair_key_is_no_more_than_its_sender_changing_its_own_input() ->
     # decoding, not the masking layer, are there for).
     r = HonestRound(7, 0, 4, round_id=ROUND, dim=16, seed=9)
     _to_unmasking(r, frozenset({6}))
+    assert r.server._sum is not None
+    masked_sum, keys = r.server._sum.copy(), dict(r.server._keys)
     fake = bytes(16)
     real = None
-    for client, reply in r.replies().items():
+    responses = r.replies()
+    for client, reply in responses.items():
         assert isinstance(reply, UnmaskingResponse) and set(reply.pair_keys) == {6}
         if client == 2:
             real = reply.pair_keys[6]
@@ -281,9 +285,18 @@ def test_a_wrong_pair_key_is_no_more_than_its_sender_changing_its_own_input() ->
     assert real is not None and real != fake
     # Client 2 < 6 added +PRG(real); the server subtracted PRG(fake) instead.
     shifted = (r.inputs[2].astype(np.uint64) + expand(real, 16, 32) - expand(fake, 16, 32)) % 2**32
+    honest = sum(r.inputs[c].astype(np.uint64) for c in range(6)) % 2**32
     expected = (sum(r.inputs[c].astype(np.uint64) for c in (0, 1, 3, 4, 5)) + shifted) % 2**32
     np.testing.assert_array_equal(r.server.result.total, expected)
     assert r.server.result.inconsistent_holders == {}
+    # An auditor rebuilds every pair mask from the shares and ignores revealed keys, so its sum
+    # is the honest one and differs from what this server would post.
+    seeds, mask_keys = _revealed(r.params, responses)
+    unmask.remove_masks(
+        r.params, keys, masked_sum, frozenset(range(6)), frozenset({6}), seeds, mask_keys
+    )
+    np.testing.assert_array_equal(masked_sum, honest)
+    assert not np.array_equal(honest, expected)
 
 
 def test_a_client_checks_a_random_sample_of_the_signatures_and_catches_a_padded_quorum(
@@ -319,6 +332,21 @@ def test_a_client_checks_a_random_sample_of_the_signatures_and_catches_a_padded_
     checked.clear()
     r.clients[50].handle(r.outbox[50])  # the honest quorum: 36 checks, not 95
     assert len(checked) == 36
+
+
+def _revealed(
+    params: MaskingParams, responses: Mapping[int, ClientMessage]
+) -> tuple[dict[int, dict[int, shamir.Share]], dict[int, dict[int, shamir.Share]]]:
+    """owner -> holder -> share, of b and of s, from the holders' unmasking responses."""
+    seeds: dict[int, dict[int, shamir.Share]] = {}
+    mask_keys: dict[int, dict[int, shamir.Share]] = {}
+    for holder, response in responses.items():
+        assert isinstance(response, UnmaskingResponse)
+        x = params.share_point(holder)
+        for table, found in ((response.seed_shares, seeds), (response.key_shares, mask_keys)):
+            for owner, value in table.items():
+                found.setdefault(owner, {})[holder] = shamir.Share.from_value_bytes(x, value)
+    return seeds, mask_keys
 
 
 def _cut_off_an_arc(r: HonestRound) -> tuple[list[int], list[int], dict[int, ClientMessage]]:
@@ -361,15 +389,7 @@ def test_a_server_that_cuts_a_ring_arc_off_by_choosing_who_drops_gets_no_share(
     keys = dict(r.server._keys)
     r.outbox = r.server.close_phase()
     r.advance()  # every survivor signs the same survivor set
-    seeds: dict[int, dict[int, shamir.Share]] = {}
-    mask_keys: dict[int, dict[int, shamir.Share]] = {}
-    for holder, response in r.replies().items():
-        assert isinstance(response, UnmaskingResponse)
-        x = p.share_point(holder)
-        for owner, value in response.seed_shares.items():
-            seeds.setdefault(owner, {})[holder] = shamir.Share.from_value_bytes(x, value)
-        for owner, value in response.key_shares.items():
-            mask_keys.setdefault(owner, {})[holder] = shamir.Share.from_value_bytes(x, value)
+    seeds, mask_keys = _revealed(p, r.replies())
     total = np.zeros(p.dim, dtype=np.uint32)
     for c in arc:
         message = masked[c]
