@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from secagg.errors import ConfigError, SecAggError
 
@@ -82,20 +83,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    sim = sub.add_parser(
-        "simulate",
-        help="run a federated simulation from a TOML config",
-        description=_SIMULATE_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sim.add_argument("config", help="path to a TOML run configuration (see examples/)")
-    sim.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config key, e.g. --set privacy.target_epsilon=2 (repeatable)",
+    sim = _config_command(
+        sub, "simulate", "run a federated simulation from a TOML config", _SIMULATE_HELP
     )
     sim.add_argument(
         "--output-dir",
@@ -109,14 +98,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--no-progress", action="store_true", help="do not draw progress bars")
 
-    dep = sub.add_parser(
+    dep = _config_command(
+        sub,
         "deploy",
-        help="run a config on a local Flower federation (SuperLink + one SuperNode per client)",
-        description=_DEPLOY_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run a config on a local Flower federation (SuperLink + one SuperNode per client)",
+        _DEPLOY_HELP,
     )
-    dep.add_argument("config", help="path to a TOML run configuration (see examples/)")
-    dep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     dep.add_argument("--output-dir", help="results folder (default: <run.output_dir>/<name>)")
     dep.add_argument(
         "--workdir", help="where logs, keys and Flower's home go (default: a temporary folder)"
@@ -128,14 +115,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="seconds a phase waits for replies before silent nodes count as dropped",
     )
 
-    lab = sub.add_parser(
+    lab = _config_command(
+        sub,
         "attack",
-        help="run a grid of poisoning attacks against defences (resumable)",
-        description=_ATTACK_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run a grid of poisoning attacks against defences (resumable)",
+        _ATTACK_HELP,
+        config_help="a run configuration with a [grid] section",
     )
-    lab.add_argument("config", help="a run configuration with a [grid] section")
-    lab.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     lab.add_argument(
         "--output-dir",
         help="where cells.csv, table.md and the plots go (default: results/<name>-lab)",
@@ -172,6 +158,32 @@ def _build_parser() -> argparse.ArgumentParser:
     which.add_argument("--target-epsilon", type=float, help="ε: prints the σ needed")
     priv.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
+
+
+def _config_command(
+    sub: Any,
+    name: str,
+    summary: str,
+    description: str,
+    config_help: str = "path to a TOML run configuration (see examples/)",
+) -> argparse.ArgumentParser:
+    """A subcommand that runs one TOML configuration, with its repeatable --set overrides."""
+    command: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=summary,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    command.add_argument("config", help=config_help)
+    command.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set privacy.target_epsilon=2 (repeatable)",
+    )
+    return command
 
 
 def _version() -> str:

@@ -363,13 +363,7 @@ class Coordinator:
             return wire.pack(meta, {**blobs, **extra})
 
         if not isinstance(protection, HiddenFedAvg):
-            self.event(r, "train", "sent")
-            replies = self.exchange.round_trip(
-                {c: (self.node_of[c], train_content(c, {})) for c in self.node_of},
-                "train",
-                group,
-                traffic,
-            )
+            replies = self._train_everyone(r, group, train_content, traffic)
             updates = {c: wire.from_f32(rep.blobs["update"]) for c, rep in replies.items()}
             silent = sorted(set(self.node_of) - set(replies))
             outcome = protection.aggregate(
@@ -382,6 +376,18 @@ class Coordinator:
             return self._masking_round(r, protection, secure_sum, declared, train_content, traffic)
         assert isinstance(secure_sum, HESum)
         return self._he_round(r, protection, secure_sum, declared, train_content, traffic, ledger)
+
+    def _train_everyone(
+        self, r: int, group: str, train_content: Any, traffic: Traffic
+    ) -> dict[int, Reply]:
+        """Send every node its plain train message (no protocol payload) and collect replies."""
+        self.event(r, "train", "sent")
+        return self.exchange.round_trip(
+            {c: (self.node_of[c], train_content(c, {})) for c in self.node_of},
+            "train",
+            group,
+            traffic,
+        )
 
     def _masking_round(
         self,
@@ -458,13 +464,7 @@ class Coordinator:
         ledger: Any,
     ) -> tuple[AggregateOutcome, dict[int, Reply], dict[str, list[int]]]:
         group = str(r + 1)
-        self.event(r, "train", "sent")
-        trained = self.exchange.round_trip(
-            {c: (self.node_of[c], train_content(c, {})) for c in self.node_of},
-            "train",
-            group,
-            traffic,
-        )
+        trained = self._train_everyone(r, group, train_content, traffic)
         blobs = {
             c: rep.blobs["ciphertext"] for c, rep in trained.items() if "ciphertext" in rep.blobs
         }
