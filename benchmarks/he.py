@@ -27,7 +27,7 @@ import numpy as np
 
 from benchmarks import log, measure, ratio
 from secagg import he
-from secagg.crypto.signing import IdentityDirectory
+from secagg.crypto.identity import IdentityDirectory
 from secagg.he import paillier
 from secagg.he.base import HEPublicKey, HESecretKey
 from secagg.masking.driver import run_round

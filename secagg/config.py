@@ -107,9 +107,10 @@ class ProtectionSection:
     dropout_phases: list[str] = field(
         default_factory=lambda: ["share_keys", "masked_input", "unmasking"]
     )
-    # signatures: every client signs its keys and the survivor set with an Ed25519 identity
-    # key and reveals shares only after t signatures on one set (Bonawitz et al. §4, active
-    # security); none: clients only check what each request names (honest-but-curious server)
+    # signatures: every client authenticates its round keys to its neighbours (MACs under its
+    # identity's static X25519 key) and signs the survivor set (BLS), and reveals shares only
+    # after t signatures on one set (Bonawitz et al. §4, active security); none: clients
+    # only check what each request names (honest-but-curious server)
     consistency: str = "signatures"
     # ckks | paillier: largest error allowed per coordinate of the decrypted sum of updates
     he_precision: float = 1e-6

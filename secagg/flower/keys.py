@@ -1,10 +1,12 @@
 """Key material of a deployment, as files: where each key lives and who may read it.
 
-- ``identity.key`` (one per hospital, private): the node's Ed25519 signing key, hex. Only
-  that hospital's node reads it; it signs the survivor set in a signed masking round.
-- ``identities.json`` (public, every party holds the same copy): client id -> Ed25519 public
-  key, hex. It is the PKI of the signed consistency round: a node checks the signatures it is
-  shown against it, so the aggregator cannot substitute a key. Distribute it out of band.
+- ``identity.key`` (one per hospital, private): the node's 32-byte identity seed, hex
+  (:class:`~secagg.crypto.identity.IdentityKey`). Only that hospital's node reads it; in a
+  signed masking round it authenticates the node's round keys and signs the survivor set.
+- ``identities.json`` (public, every party holds the same copy): client id -> directory entry
+  (the public keys derived from the seed and a proof of possession), hex. It is the PKI of a
+  signed round: a node checks the MACs and signatures it is shown against it, so the
+  aggregator cannot substitute a key. Distribute it out of band.
 - ``chain.key`` (one per hospital, private): the node's Ethereum account key, hex. The node
   signs its own ledger transactions with it; the chain node never holds it.
 
@@ -18,8 +20,8 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from secagg.crypto.signing import IdentityDirectory, SigningKey
-from secagg.errors import ConfigError
+from secagg.crypto.identity import IdentityDirectory, IdentityKey
+from secagg.errors import ConfigError, CryptoError
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -38,17 +40,17 @@ def _read_hex(path: str | Path, what: str) -> bytes:
         raise ConfigError(f"{what} file {path} does not hold one hex string") from None
 
 
-def write_identity_key(path: str | Path, key: SigningKey) -> None:
+def write_identity_key(path: str | Path, key: IdentityKey) -> None:
     _write_private(Path(path), key.private_bytes().hex())
 
 
-def read_identity_key(path: str | Path) -> SigningKey:
-    return SigningKey.from_private_bytes(_read_hex(path, "identity key"))
+def read_identity_key(path: str | Path) -> IdentityKey:
+    return IdentityKey.from_private_bytes(_read_hex(path, "identity key"))
 
 
-def write_directory(path: str | Path, keys: Mapping[int, SigningKey]) -> None:
+def write_directory(path: str | Path, keys: Mapping[int, IdentityKey]) -> None:
     """The public identity directory of ``keys`` (public halves only)."""
-    table = {str(c): k.public.hex() for c, k in sorted(keys.items())}
+    table = {str(c): k.record.hex() for c, k in sorted(keys.items())}
     Path(path).write_text(json.dumps(table, indent=2) + "\n")
 
 
@@ -59,7 +61,9 @@ def read_directory(path: str | Path) -> IdentityDirectory:
     except FileNotFoundError:
         raise ConfigError(f"identity directory {path} does not exist") from None
     except (ValueError, AttributeError) as exc:
-        raise ConfigError(f"identity directory {path} is not client id -> hex key: {exc}") from None
+        raise ConfigError(f"identity directory {path} is not id -> hex entry: {exc}") from None
+    except CryptoError as exc:
+        raise ConfigError(f"identity directory {path}: {exc}") from None
 
 
 def generate_identities(client_ids: Iterable[int], folder: str | Path) -> Path:

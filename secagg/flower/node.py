@@ -34,7 +34,7 @@ from secagg.protection.masking import MaskingSum
 from secagg.simulation.federation import SEED_PROTECTION, Federation, derive_seed
 
 if TYPE_CHECKING:
-    from secagg.crypto.signing import SigningKey
+    from secagg.crypto.identity import IdentityKey
     from secagg.ledger.client import LedgerClient
     from secagg.protection.base import Protection
     from secagg.storage import LocalBlobStore
@@ -56,7 +56,7 @@ class NodeSettings:
     client_id: int  # [client-id] its id in the protocol (and its seed stream)
     partition_id: int  # [partition-id] which client of the locally loaded split is its data
     data_path: str = ""  # [data-path] its own CSV, replacing the config's data.path
-    identity_key: str = ""  # [identity-key] Ed25519 private key file (signed masking)
+    identity_key: str = ""  # [identity-key] identity seed file (signed masking)
     identities: str = ""  # [identities] the public identity directory (JSON)
     chain_key: str = ""  # [chain-key] Ethereum account key file (ledger)
     he_key_holder: bool = False  # [he-key-holder] this node generates and holds the HE key
@@ -103,7 +103,7 @@ class HospitalNode:
         self.protection: Protection | None = None
         self.key_holder: KeyHolder | None = None
         self.masking: MaskingClient | None = None  # this round's state machine
-        self.identity: SigningKey | None = None
+        self.identity: IdentityKey | None = None
         self.ledger: LedgerClient | None = None
         self.store: LocalBlobStore | None = None
         self.refused: dict[int, str] = {}
@@ -173,7 +173,7 @@ class HospitalNode:
                 from secagg.flower.keys import read_directory
 
                 identities = read_directory(self.settings.identities)
-                if identities.raw(self.id) != self.identity.public:
+                if identities.raw(self.id) != self.identity.record:
                     raise ConfigError(
                         f"identity-key does not match client {self.id}'s entry in "
                         f"{self.settings.identities}"

@@ -26,7 +26,7 @@ from eth_account.signers.local import LocalAccount
 from web3.types import Wei
 
 from secagg.config import Config, config_to_toml
-from secagg.crypto.signing import IdentityDirectory, SigningKey
+from secagg.crypto.identity import IdentityDirectory, IdentityKey
 from secagg.errors import LedgerBudgetError, LedgerConnectionError
 from secagg.ledger.client import LedgerClient
 from secagg.ledger.providers import advance_time, block_timestamp, connect, is_embedded
@@ -105,7 +105,7 @@ class LedgerSession:
         config: Config,
         client_ids: list[int],
         store_dir: str | Path,
-        identity_keys: Mapping[int, SigningKey] | None = None,
+        identity_keys: Mapping[int, IdentityKey] | None = None,
         participants: Mapping[int, tuple[str, bytes]] | None = None,
     ) -> None:
         """``participants``: client id -> (account address, Ed25519 public key) of clients

@@ -9,17 +9,20 @@ the runner can log it and carry on.
 Phases (Bonawitz et al. 2017, with the SecAgg+ neighbourhoods of Bell et al. 2020):
 
 1. ``advertise_keys``: make two X25519 key pairs (c: share encryption, s: masks) and the
-   self-mask seed b_u; send both public keys.
-2. ``share_keys``: Shamir-share s_u^SK and b_u among the neighbourhood (neighbours + self,
-   threshold t_s), both secrets' polynomials evaluated at all k + 1 holders' points in one
-   vectorised product (:func:`secagg.crypto.shamir.split_many`); seal each neighbour's pair
-   of shares under its single-use key HKDF(X25519(c_u, c_v), round, u -> v) with associated
-   data (round, sender, recipient).
+   self-mask seed b_u; send both public keys, and in a signed round a MAC on them for each
+   neighbour under the pair key of the two identities
+   (:meth:`secagg.crypto.identity.IdentityKey.pair_key`), so the server cannot substitute them.
+2. ``share_keys``: check each relayed key's MAC (signed rounds), then Shamir-share s_u^SK and
+   b_u among the neighbourhood (neighbours + self, threshold t_s), both secrets' polynomials
+   evaluated at all k + 1 holders' points in one vectorised product
+   (:func:`secagg.crypto.shamir.split_many`); seal each neighbour's pair of shares under its
+   single-use key HKDF(X25519(c_u, c_v), round, u -> v) with associated data (round, sender,
+   recipient).
 3. ``masked_input``: decrypt the neighbours' shares, then send
    y_u = x_u + PRG(b_u) + sum_{v>u} PRG(s_uv) - sum_{v<u} PRG(s_uv) mod 2^bits over the
    neighbours that shared keys.
 4. ``consistency_check`` (signed rounds only): check the survivor set the server names and
-   sign it with the client's Ed25519 identity key.
+   sign it with the client's BLS identity key.
 5. ``unmasking``: reveal b-shares of the survivors, and s-shares of the neighbours that shared
    keys but are not survivors together with this client's pair-mask keys with them (they
    spare the server an X25519 agreement per edge; see :mod:`secagg.masking.unmask` for why
@@ -27,15 +30,16 @@ Phases (Bonawitz et al. 2017, with the SecAgg+ neighbourhoods of Bell et al. 202
    checks itself: it names this client, at least t clients, at least t_s of this client's
    neighbourhood, no neighbour that never shared keys, and survivors that stay one
    connected piece of the graph (else the sum of a piece could be unmasked alone). In a
-   signed round it is the set this client signed, and at least t survivors' signatures on it
-   come with it, of which a random sample verifies (see
-   :func:`secagg.masking.params.signature_sample_size`). With t > n/2 two different sets can
-   never both gather t signatures, so every honest client answers for the same set and the
-   server never holds both b_u and s_u of a survivor.
+   signed round it is the set this client signed, and the aggregate of at least t survivors'
+   signatures on it comes with it, which the client checks whole (one pairing,
+   :mod:`secagg.crypto.aggregate`). With t > n/2 two different sets can never both gather t
+   signatures, so every honest client answers for the same set and the server never holds
+   both b_u and s_u of a survivor.
 """
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,9 +47,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from secagg.crypto import aead, shamir
+from secagg.crypto.aggregate import verify_aggregate
 from secagg.crypto.agreement import KeyPair, agree, generate_key_pair
+from secagg.crypto.identity import IdentityKey
 from secagg.crypto.prg import MaskGenerator
-from secagg.crypto.signing import SigningKey, verify
 from secagg.errors import (
     BelowThresholdError,
     CryptoError,
@@ -77,7 +82,7 @@ from secagg.masking.params import (
     FINISHED,
     SERVER_ID,
     MaskingParams,
-    advertise_signature_message,
+    advert_tag,
     pair_mask_key,
     seed_commitment,
     self_mask_key,
@@ -127,7 +132,8 @@ class MaskingClient:
 
     ``input_vector`` holds values in [0, 2^bits) (already quantized); it is not copied when it
     already has the round's word type, and it is never modified. ``identity`` is the client's
-    Ed25519 key, required in a signed round (``params.identities`` set) and matching its entry.
+    identity key, required in a signed round (``params.identities`` set) and matching its
+    directory entry.
     """
 
     def __init__(
@@ -135,12 +141,12 @@ class MaskingClient:
         client_id: int,
         params: MaskingParams,
         input_vector: np.ndarray,
-        identity: SigningKey | None = None,
+        identity: IdentityKey | None = None,
     ) -> None:
         if client_id not in params.members:
             raise UnknownSenderError(f"client {client_id} is not one of this round's clients")
         if params.identities is not None and (
-            identity is None or identity.public != params.identities.raw(client_id)
+            identity is None or identity.record != params.identities.raw(client_id)
         ):
             raise ProtocolError(
                 f"client {client_id} needs its own identity key in a signed round: the key "
@@ -239,12 +245,20 @@ class MaskingClient:
         self._secrets = own
         commitment = seed_commitment(own.seed, self.params.round_id, self.id)
         public = (own.encryption.public, own.masking.public, commitment)
-        signature = b""
+        tags: tuple[bytes, ...] = ()
         if self._identity is not None:
-            signature = self._identity.sign(
-                advertise_signature_message(self.params, self.id, *public)
+            tags = tuple(
+                advert_tag(self._pair_key(peer), self.params, self.id, peer, *public)
+                for peer in sorted(self._neighbors)
             )
-        return AdvertiseKeys(self.params.round_id, self.id, PublicKeys(*public, signature))
+        return AdvertiseKeys(self.params.round_id, self.id, PublicKeys(*public), tags)
+
+    def _pair_key(self, peer: int) -> bytes:
+        assert self._identity is not None and self.params.identities is not None
+        try:
+            return self._identity.pair_key(self.params.identities[peer])
+        except CryptoError as exc:  # unreachable for a directory that was checked when built
+            raise TamperedMessageError(f"client {peer}'s identity key: {exc}") from exc
 
     def _share_keys(self, message: KeyDirectory) -> ShareKeys:
         own = self._require_secrets()
@@ -255,15 +269,17 @@ class MaskingClient:
                     f"the key directory lists client {peer}, which is not a neighbour of "
                     f"client {self.id} in this round's graph"
                 )
-            if self.params.identities is not None:
-                # The server relays the keys: only the owner's signature says they are its own.
-                signed = (keys.encryption, keys.masking, keys.seed_commitment)
-                verify(
-                    self.params.identities[peer],
-                    keys.signature,
-                    advertise_signature_message(self.params, peer, *signed),
-                    f"client {peer}'s advertised keys (relayed to client {self.id})",
-                )
+            if self._identity is not None:
+                # The server relays the keys: only the owner's MAC says they are its own.
+                public = (keys.encryption, keys.masking, keys.seed_commitment)
+                expected = advert_tag(self._pair_key(peer), self.params, peer, self.id, *public)
+                if not hmac.compare_digest(message.tags.get(peer, b""), expected):
+                    raise TamperedMessageError(
+                        f"client {peer}'s advertised keys (relayed to client {self.id}): the "
+                        "MAC does not verify"
+                    )
+        if self._identity is None and message.tags:
+            raise TamperedMessageError("a key directory of an unsigned round carries MACs")
         all_keys = [own.encryption.public, own.masking.public]
         all_keys += [k for keys in peers.values() for k in (keys.encryption, keys.masking)]
         if len(set(all_keys)) != len(all_keys):
@@ -397,7 +413,8 @@ class MaskingClient:
         survivors = frozenset(message.survivors)
         self._check_survivors(survivors)
         assert self._identity is not None  # ConsistencyRequest is only a phase of signed rounds
-        signature = self._identity.sign(survivors_signature_message(self.params, survivors))
+        message_bytes = survivors_signature_message(self.params, survivors)
+        signature = self._identity.aggregate.sign(message_bytes)
         self._signed_survivors = survivors
         return ConsistencyResponse(self.params.round_id, self.id, signature)
 
@@ -410,7 +427,9 @@ class MaskingClient:
                 f"the unmasking request names another survivor set than the one client "
                 f"{self.id} signed; the server is telling clients different stories, refusing"
             )
-        signers = message.signatures.keys()
+        signers = frozenset(message.signers)
+        if len(signers) != len(message.signers):  # one signature must not count twice
+            raise TamperedMessageError("the unmasking request names a signer twice")
         outsiders = signers - survivors
         if outsiders:
             raise UnmaskingPolicyError(
@@ -423,17 +442,12 @@ class MaskingClient:
                 f"fewer than t = {p.threshold}; client {self.id} cannot tell that other clients "
                 "saw the same set, so it refuses and the round must abort"
             )
-        signed = survivors_signature_message(p, survivors)
-        checked = sorted(signers)
-        if p.signature_sample < len(checked):  # a fresh random sample (params docstring)
-            checked = secrets.SystemRandom().sample(checked, p.signature_sample)
-        for signer in checked:
-            verify(
-                p.identities[signer],
-                message.signatures[signer],
-                signed,
-                f"client {signer}'s survivor set",
-            )
+        verify_aggregate(
+            [p.identities[signer].aggregate for signer in message.signers],
+            message.signature,
+            survivors_signature_message(p, survivors),
+            f"the {len(signers)} survivors' signatures on the survivor set shown to {self.id}",
+        )
 
     def _unmask(self, message: UnmaskingRequest) -> UnmaskingResponse:
         survivors = frozenset(message.survivors)

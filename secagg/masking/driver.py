@@ -36,7 +36,7 @@ from typing import Protocol
 
 import numpy as np
 
-from secagg.crypto.signing import SigningKey
+from secagg.crypto.identity import IdentityKey
 from secagg.errors import ProtocolError
 from secagg.masking.client import MaskingClient
 from secagg.masking.messages import (
@@ -136,13 +136,13 @@ def run_round(
     params: MaskingParams,
     *,
     dropouts: Mapping[str, Collection[int]] | None = None,
-    identities: Mapping[int, SigningKey] | None = None,
+    identities: Mapping[int, IdentityKey] | None = None,
     board: Board | None = None,
     trace_server_memory: bool = False,
 ) -> MaskedRoundResult:
     """Run one full masking round in memory; raises BelowThresholdError when it must abort.
 
-    ``identities`` holds each client's Ed25519 key; a signed round (``params.identities``)
+    ``identities`` holds each client's identity key; a signed round (``params.identities``)
     needs it. ``board``: a public record of the round (see the module docstring).
     ``trace_server_memory``: measure the server's peak memory (module docstring).
     """
@@ -161,7 +161,7 @@ def _run_round(
     inputs: Mapping[int, np.ndarray],
     params: MaskingParams,
     dropouts: Mapping[str, Collection[int]] | None,
-    identities: Mapping[int, SigningKey] | None,
+    identities: Mapping[int, IdentityKey] | None,
     board: Board | None,
     memory: _ServerMemory | None,
 ) -> MaskedRoundResult:

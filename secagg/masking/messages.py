@@ -10,7 +10,8 @@ client sends besides its vector: a table of share bundles is ``count u32 | size 
 (id u64 | bundle)*`` with one size for all (a bundle is two 36-byte share values sealed under
 a single-use key: 88 bytes, no nonce); revealed shares are ``count u32 | ids u64* |
 values*`` with 36-byte values (nine u32 limbs of GF(2^31 - 1)), parsed with one NumPy view;
-revealed pair-mask keys are ``count u32 | (id u64 | key[16])*``.
+revealed pair-mask keys are ``count u32 | (id u64 | key[16])*``, and so are the MACs on
+advertised keys.
 Id-keyed tables are encoded in strictly increasing id order, which makes every encoding
 canonical and rules out duplicates. Anything that does not parse exactly (wrong type, short,
 trailing bytes, duplicate or unsorted ids, out-of-range values) raises
@@ -33,18 +34,19 @@ from typing import ClassVar, Self, TypeVar
 import numpy as np
 
 from secagg.crypto import prg, shamir
+from secagg.crypto.aggregate import SIGNATURE_BYTES
 from secagg.crypto.agreement import KEY_BYTES
-from secagg.crypto.signing import SIGNATURE_BYTES
 from secagg.errors import CryptoError, SecAggError, TamperedMessageError
 from secagg.masking.params import (
     ADVERTISE_KEYS,
     CONSISTENCY_CHECK,
     MASKED_INPUT,
     SHARE_KEYS,
+    TAG_BYTES,
     UNMASKING,
 )
 
-VERSION = 4
+VERSION = 5
 DIGEST_BYTES = 32
 _HEADER = struct.Struct(">BBQQ")
 _U8 = struct.Struct(">B")
@@ -271,35 +273,26 @@ class Message:
 
 @dataclass(frozen=True)
 class PublicKeys:
-    """What a client advertises for one round.
-
-    Two X25519 public keys, the commitment H(b_u) to its self-mask seed (so a rebuilt seed
-    can be checked), and, in a signed round, its Ed25519 signature over all three (so the
-    server cannot substitute keys when it relays them). ``signature`` is empty otherwise.
-    """
+    """What a client advertises for one round: two X25519 public keys and the commitment H(b_u)
+    to its self-mask seed (so a rebuilt seed can be checked)."""
 
     encryption: bytes  # c_u^PK: agreements key the AES-GCM share encryption
     masking: bytes  # s_u^PK: agreements seed the pairwise masks
     seed_commitment: bytes = bytes(DIGEST_BYTES)
-    signature: bytes = b""
 
-    #: Encoded size without the signature bytes.
-    MIN_BYTES: ClassVar[int] = 2 * KEY_BYTES + DIGEST_BYTES + 1
+    BYTES: ClassVar[int] = 2 * KEY_BYTES + DIGEST_BYTES
 
     def check(self) -> None:
         """Refuse field types and sizes that have no encoding (a caller's bug or a forgery)."""
         sizes = (
-            ("encryption", self.encryption, (KEY_BYTES,)),
-            ("masking", self.masking, (KEY_BYTES,)),
-            ("seed_commitment", self.seed_commitment, (DIGEST_BYTES,)),
-            ("signature", self.signature, (0, SIGNATURE_BYTES)),
+            ("encryption", self.encryption, KEY_BYTES),
+            ("masking", self.masking, KEY_BYTES),
+            ("seed_commitment", self.seed_commitment, DIGEST_BYTES),
         )
-        for name, value, allowed in sizes:
-            if not isinstance(value, bytes) or len(value) not in allowed:
+        for name, value, size in sizes:
+            if not isinstance(value, bytes) or len(value) != size:
                 got = f"{len(value)} bytes" if isinstance(value, bytes) else type(value).__name__
-                raise TamperedMessageError(
-                    f"PublicKeys.{name} must be {' or '.join(map(str, allowed))} bytes, got {got}"
-                )
+                raise TamperedMessageError(f"PublicKeys.{name} must be {size} bytes, got {got}")
 
     def to_bytes(self) -> bytes:
         return self._encoded
@@ -308,16 +301,21 @@ class PublicKeys:
     def _encoded(self) -> bytes:
         # Encoded once: a server relays each client's keys to its k neighbours.
         self.check()
-        parts = (self.encryption, self.masking, self.seed_commitment)
-        return b"".join(parts) + _U8.pack(len(self.signature)) + self.signature
+        return self.encryption + self.masking + self.seed_commitment
 
     @classmethod
     def read(cls, reader: _Reader) -> PublicKeys:
-        keys = (reader.take(KEY_BYTES), reader.take(KEY_BYTES), reader.take(DIGEST_BYTES))
-        size = reader.u8()
-        if size not in (0, SIGNATURE_BYTES):
-            raise reader.fail(f"a signature is {SIGNATURE_BYTES} bytes or absent, not {size}")
-        return cls(*keys, reader.take(size))
+        return cls(reader.take(KEY_BYTES), reader.take(KEY_BYTES), reader.take(DIGEST_BYTES))
+
+
+def _tags(tags: object, what: str) -> bytes:
+    """``count u32 | (id u64 | tag[16])*``: the MACs on advertised keys, by client."""
+    if not isinstance(tags, Mapping):
+        raise TamperedMessageError(f"{what} maps client ids to {TAG_BYTES}-byte MACs")
+    for client, tag in tags.items():
+        if not isinstance(tag, bytes) or len(tag) != TAG_BYTES:
+            raise TamperedMessageError(f"{what}: MAC {client} is not {TAG_BYTES} bytes")
+    return _table(tags)
 
 
 def _public_keys(value: object, what: str) -> PublicKeys:
@@ -351,25 +349,34 @@ class AdvertiseKeysRequest(Message):
 
 @dataclass(frozen=True)
 class KeyDirectory(Message):
-    """The public keys of the recipient's neighbours that advertised them."""
+    """The public keys of the recipient's neighbours that advertised them, and in a signed
+    round each owner's MAC on them for the recipient."""
 
     TYPE: ClassVar[int] = 3
     PHASE: ClassVar[str] = SHARE_KEYS
 
     recipient: int
     keys: Mapping[int, PublicKeys]
+    tags: Mapping[int, bytes] = field(default_factory=dict)  # owner -> MAC for the recipient
 
     def _body(self) -> bytes:
         if not isinstance(self.keys, Mapping):
             raise TamperedMessageError("KeyDirectory.keys maps client ids to PublicKeys")
         entries = {c: _public_keys(k, f"KeyDirectory entry {c}") for c, k in self.keys.items()}
-        return _U64.pack(self.recipient) + _table({c: k.to_bytes() for c, k in entries.items()})
+        return b"".join(
+            [
+                _U64.pack(self.recipient),
+                _table({c: k.to_bytes() for c, k in entries.items()}),
+                _tags(self.tags, "KeyDirectory.tags"),
+            ]
+        )
 
     @classmethod
     def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
         recipient = reader.u64()
-        keys = reader.table(lambda: PublicKeys.read(reader), PublicKeys.MIN_BYTES)
-        return cls(round_id, sender, recipient, keys)
+        keys = reader.table(lambda: PublicKeys.read(reader), PublicKeys.BYTES)
+        tags = reader.table(lambda: reader.take(TAG_BYTES), TAG_BYTES)
+        return cls(round_id, sender, recipient, keys, tags)
 
 
 @dataclass(frozen=True)
@@ -416,7 +423,7 @@ class ConsistencyRequest(Message):
 
 @dataclass(frozen=True)
 class UnmaskingRequest(Message):
-    """The survivor set, and in a signed round the survivors' signatures on it.
+    """The survivor set, and in a signed round who signed it and their aggregate signature.
 
     The client derives everything else itself: it reveals b-shares of the survivors it holds
     shares of, and key shares of the neighbours that shared keys but are not survivors.
@@ -428,19 +435,29 @@ class UnmaskingRequest(Message):
 
     recipient: int
     survivors: tuple[int, ...]
-    signatures: Mapping[int, bytes] = field(default_factory=dict)  # signer -> Ed25519 signature
+    signers: tuple[int, ...] = ()
+    signature: bytes = b""  # BLS: the signers' signatures on the survivor set, added up
 
     def _body(self) -> bytes:
-        for value in self.signatures.values():
-            if not isinstance(value, bytes) or len(value) != SIGNATURE_BYTES:
-                raise TamperedMessageError(f"signatures are {SIGNATURE_BYTES} bytes")
-        return _U64.pack(self.recipient) + _ids(self.survivors) + _table(self.signatures)
+        if not isinstance(self.signature, bytes) or len(self.signature) not in (0, SIGNATURE_BYTES):
+            raise TamperedMessageError(f"an aggregate signature is {SIGNATURE_BYTES} bytes")
+        return b"".join(
+            [
+                _U64.pack(self.recipient),
+                _ids(self.survivors),
+                _ids(self.signers),
+                _U8.pack(len(self.signature)),
+                self.signature,
+            ]
+        )
 
     @classmethod
     def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
-        recipient, survivors = reader.u64(), reader.ids()
-        signatures = reader.table(lambda: reader.take(SIGNATURE_BYTES), SIGNATURE_BYTES)
-        return cls(round_id, sender, recipient, survivors, signatures)
+        recipient, survivors, signers = reader.u64(), reader.ids(), reader.ids()
+        size = reader.u8()
+        if size not in (0, SIGNATURE_BYTES):
+            raise reader.fail(f"an aggregate signature is {SIGNATURE_BYTES} bytes or absent")
+        return cls(round_id, sender, recipient, survivors, signers, reader.take(size))
 
 
 # ---- client -> server ----------------------------------------------------------------------
@@ -448,19 +465,26 @@ class UnmaskingRequest(Message):
 
 @dataclass(frozen=True)
 class AdvertiseKeys(Message):
-    """A client's fresh public keys for this round."""
+    """A client's fresh public keys for this round, and in a signed round its MAC on them for
+    each neighbour, in increasing neighbour id order (the graph is public, so the ids need
+    not travel): ``count u32 | tag[16]*``. The server forwards each MAC with the keys."""
 
     TYPE: ClassVar[int] = 2
     PHASE: ClassVar[str] = ADVERTISE_KEYS
 
     keys: PublicKeys
+    tags: tuple[bytes, ...] = ()  # MAC for each neighbour, neighbours sorted by id
 
     def _body(self) -> bytes:
-        return _public_keys(self.keys, "AdvertiseKeys.keys").to_bytes()
+        keys = _public_keys(self.keys, "AdvertiseKeys.keys").to_bytes()
+        _tags(dict(enumerate(self.tags)), "AdvertiseKeys.tags")
+        return keys + _U32.pack(len(self.tags)) + b"".join(self.tags)
 
     @classmethod
     def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
-        return cls(round_id, sender, PublicKeys.read(reader))
+        keys = PublicKeys.read(reader)
+        count = reader.count(TAG_BYTES)
+        return cls(round_id, sender, keys, tuple(reader.take(TAG_BYTES) for _ in range(count)))
 
 
 @dataclass(frozen=True)
@@ -509,7 +533,7 @@ class MaskedInput(Message):
 
 @dataclass(frozen=True)
 class ConsistencyResponse(Message):
-    """The client's Ed25519 signature on the survivor set it was shown."""
+    """The client's BLS signature on the survivor set it was shown."""
 
     TYPE: ClassVar[int] = 10
     PHASE: ClassVar[str] = CONSISTENCY_CHECK

@@ -82,22 +82,22 @@ its threshold, so k grows like log(n) / ((1 - p) - 1/2)^2: 30 % loss costs k = 2
 loss the security degree alone suffices. (At n = 100 and 20 % or 30 % loss fewer than t = 60
 clients survive too often for the 2^-20 target, on any graph; the complete graph is used.)
 
-Signature sample. In a signed round a client must be convinced that t clients signed the
-survivor set it was shown before it reveals anything, but it need not verify all t
-signatures: it verifies a uniformly random sample of ``signature_sample`` of them, drawn with
-the OS CSPRNG after the request arrives (so the server cannot aim its forgeries at the
-unchecked ones), and refuses the request if any sampled one fails. Why that suffices: honest
-clients sign one set each, so if two different sets were ever answered, one of them has at
-most g = floor(n/2) genuine signatures (with t > n/2 it needs padding with forgeries to look
-like t). A client shown such a set accepts it only if its whole sample avoids the forgeries,
-with probability C(g, s) / C(t, s); over at most n clients, ``signature_sample_size`` picks the
-smallest s with
+Consistency round. In a signed round a client must be convinced that t clients signed the
+survivor set it was shown before it reveals anything: with t > n/2 and honest clients signing
+one set each, two different sets can gather t signatures only if at least 2t - n clients
+collude with the server. Every survivor signs the set with its BLS identity key; the server
+adds the signatures up, and each client checks the sum against the sum of the named signers'
+public keys in one pairing check (:mod:`secagg.crypto.aggregate`). That checks all t of them,
+so the guarantee is Bonawitz et al.'s, for any number of colluders below 2t - n, at about the
+cost of one signature check. (An earlier version verified a random sample of Ed25519
+signatures; its bound counted forgeries only, and colluders' signatures on both sets are
+genuine, so it held only with no colluders, the one case where the consistency round is not
+needed at all.)
 
-    n * C(floor(n/2), s) / C(t, s)  <=  2^-sigma,   sigma = 40,
-
-and s = t (check them all) when none smaller does. For t = 0.6 n: 161 of t = 600 at
-n = 1,000 and 199 of 6,000 at n = 10^4, growing like log n instead of n; 51 of 60 at n = 100
-(a sample larger than floor(n/2) can never avoid a forgery); all 6 at n = 10.
+Advertised keys. The server relays each client's round keys to its neighbours; a neighbour
+accepts them only with the owner's MAC under the pair key of their two identities
+(:meth:`secagg.crypto.identity.IdentityKey.pair_key`, :func:`advert_tag`), which the server
+does not know.
 
 Share points. A holder's Shamir x-coordinate is 1 + its index among the round's sorted client
 ids (:meth:`MaskingParams.share_point`): distinct, non-zero and below n + 1 whatever the ids
@@ -107,7 +107,9 @@ are, which keeps them in the small field of :mod:`secagg.crypto.shamir`.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -117,8 +119,8 @@ import numpy as np
 from scipy.special import bdtr
 
 from secagg.crypto import prg
+from secagg.crypto.identity import IdentityDirectory
 from secagg.crypto.kdf import derive_key, encode_context
-from secagg.crypto.signing import IdentityDirectory
 from secagg.errors import ProtocolError
 from secagg.masking.graph import NeighborGraph, harary_graph
 
@@ -142,6 +144,8 @@ SECURITY_BITS = 40
 CORRECTNESS_BITS = 20
 #: Fraction of clients a deployment expects to lose over the whole round (all phases).
 DEFAULT_DROPOUT_RATE = 0.1
+#: Bytes of the MAC on relayed round keys (HMAC-SHA256, truncated: 128-bit forgery bound).
+TAG_BYTES = 16
 #: Bits of the masked group are limited by the mask word (uint64).
 MAX_BITS = prg.MAX_BITS
 
@@ -198,17 +202,6 @@ def share_threshold(n: int, threshold: int, degree: int) -> int:
     return (degree + 1) // 2 + 1
 
 
-def signature_sample_size(n: int, threshold: int) -> int:
-    """How many of the t signatures on the survivor set a client verifies (module docstring)."""
-    genuine, target = n // 2, 2.0**-SECURITY_BITS / n
-    accept = 1.0  # C(g, s) / C(t, s): a sample of s avoids every forgery
-    for s in range(1, threshold + 1):
-        accept *= max(genuine - s + 1, 0) / (threshold - s + 1)
-        if accept <= target:
-            return s
-    return threshold
-
-
 def _check_dropout_rate(dropout_rate: float) -> None:
     if (
         isinstance(dropout_rate, bool)
@@ -252,9 +245,9 @@ class MaskingParams:
     bits: int = 32
     round_id: int = 0
     graph_seed: bytes = field(default=b"", repr=False)
-    #: Ed25519 identity keys of the clients (registered out of band). With them the round
-    #: runs the signed consistency round; without them (None) the server is trusted not to
-    #: tell different clients different survivor sets (honest-but-curious).
+    #: Identities of the clients (registered out of band). With them the round authenticates
+    #: relayed keys and runs the signed consistency round; without them (None) the server is
+    #: trusted not to tell different clients different survivor sets (honest-but-curious).
     identities: IdentityDirectory | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -321,7 +314,7 @@ class MaskingParams:
         if self.identities is not None:
             if not isinstance(self.identities, IdentityDirectory):
                 raise ProtocolError(
-                    "identities must be an IdentityDirectory (client id -> Ed25519 public key), "
+                    "identities must be an IdentityDirectory (client id -> registered identity), "
                     f"got {type(self.identities).__name__}"
                 )
             unknown = [c for c in ids if c not in self.identities]
@@ -349,11 +342,6 @@ class MaskingParams:
     def share_threshold(self) -> int:
         """t_s: shares needed per reconstruction (see the module docstring)."""
         return share_threshold(self.n, self.threshold, self.neighbors)
-
-    @cached_property
-    def signature_sample(self) -> int:
-        """Signatures on the survivor set a client verifies, of the t it is shown."""
-        return signature_sample_size(self.n, self.threshold)
 
     @cached_property
     def share_points(self) -> dict[int, int]:
@@ -422,7 +410,9 @@ _SHARE_AD = b"secagg/v1/share"
 _PAIR_MASK = b"secagg/v1/pair-mask"
 _SELF_MASK = b"secagg/v1/self-mask"
 _SEED_COMMITMENT = b"secagg/v1/seed-commitment"
-_ADVERTISE_SIGNATURE = b"secagg/v1/advertise-signature"
+_ADVERT_TAG = b"secagg/v2/advert-tag"
+_ADVERT_TAG_PREFIX = encode_context(_ADVERT_TAG)
+_ADVERT_TAG_FIELDS = struct.Struct(">QQQ")
 _SURVIVORS_SIGNATURE = b"secagg/v1/survivors-signature"
 
 
@@ -479,12 +469,22 @@ def seed_commitment(seed: bytes, round_id: int, client: int) -> bytes:
     return hashlib.sha256(encode_context(_SEED_COMMITMENT, round_id, client) + seed).digest()
 
 
-def advertise_signature_message(
-    params: MaskingParams, client: int, encryption: bytes, masking: bytes, commitment: bytes
+def advert_tag(
+    pair_key: bytes,
+    params: MaskingParams,
+    owner: int,
+    recipient: int,
+    encryption: bytes,
+    masking: bytes,
+    commitment: bytes,
 ) -> bytes:
-    """What a client signs when it advertises its round keys (bound to this round's digest)."""
-    context = encode_context(_ADVERTISE_SIGNATURE, params.round_id, client)
-    return context + params.digest + encryption + masking + commitment
+    """The MAC ``owner`` puts on its round keys for ``recipient`` (bound to this round's
+    digest, the pair and the direction), under their identities' pair key."""
+    # = encode_context(_ADVERT_TAG, round, owner, recipient), built without its generic
+    # checks: a client makes and checks one tag per neighbour.
+    context = _ADVERT_TAG_PREFIX + _ADVERT_TAG_FIELDS.pack(params.round_id, owner, recipient)
+    message = b"".join((context, params.digest, encryption, masking, commitment))
+    return hmac.digest(pair_key, message, "sha256")[:TAG_BYTES]
 
 
 def survivors_signature_message(params: MaskingParams, survivors: Iterable[int]) -> bytes:

@@ -4,9 +4,10 @@ The server routes public keys and encrypted shares between neighbours, sums the 
 inputs as they arrive, and finally removes the masks that do not cancel
 (:func:`secagg.masking.unmask.remove_masks`, which an auditor runs too).
 
-In a signed round (identity keys set) the server also checks each client's signature on the
-keys it advertises, asks every survivor to sign the survivor set (``consistency_check``) and
-hands each one the signatures it collected; clients check both, so relaying is all it can do.
+In a signed round (identities set) the server relays each client's MACs on its advertised keys
+(one per neighbour, under keys the server does not hold), asks every survivor to sign the
+survivor set (``consistency_check``) and hands each client the BLS aggregate of the valid
+signatures; clients check both, so relaying is all it can do.
 
 Every rebuilt secret is checked before use; wrong shares are corrected where possible and
 their holders named (:attr:`MaskingServer.inconsistent_holders`); a round aborts only when
@@ -34,9 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from secagg.crypto import shamir
+from secagg.crypto import aggregate, shamir
 from secagg.crypto.agreement import validate_public_key
-from secagg.crypto.signing import verify
 from secagg.errors import (
     BelowThresholdError,
     CryptoError,
@@ -73,7 +73,6 @@ from secagg.masking.params import (
     SERVER_ID,
     SHARE_KEYS,
     MaskingParams,
-    advertise_signature_message,
     survivors_signature_message,
 )
 from secagg.masking.unmask import RevealedShares, remove_masks
@@ -113,6 +112,7 @@ class MaskingServer:
         #: Clients that went silent at each closed phase.
         self.dropped: dict[str, list[int]] = {}
         self._keys: dict[int, PublicKeys] = {}
+        self._tags: dict[int, Mapping[int, bytes]] = {}  # owner -> neighbour -> MAC for it
         self._key_owner: dict[bytes, int] = {}
         self._bundles: dict[int, Mapping[int, bytes]] = {}
         self._sum: np.ndarray | None = None
@@ -123,6 +123,8 @@ class MaskingServer:
         #: survivor -> dropped neighbour -> PRG key of their pair mask (revealed by the survivor)
         self._pair_keys: dict[int, Mapping[int, bytes]] = {}
         self._signatures: dict[int, bytes] = {}  # survivor -> signature on the survivor set
+        #: Survivors whose signature on the survivor set did not verify (left out of the quorum).
+        self.invalid_signers: list[int] = []
         self._result: UnmaskedSum | None = None
         #: holder -> owners whose share it returned wrong (found while rebuilding secrets)
         self.inconsistent_holders: dict[int, list[int]] = {}
@@ -232,12 +234,15 @@ class MaskingServer:
                     f"client {sender} advertises a public key already used by client {owner}; "
                     "every key must be fresh"
                 )
-        if self.params.identities is not None:
-            signed = advertise_signature_message(
-                self.params, sender, keys.encryption, keys.masking, keys.seed_commitment
+        # The MACs are for the neighbours to check (the server has no key): one per neighbour.
+        expected = sorted(self._graph.neighbors(sender)) if self.params.signed else []
+        if len(message.tags) != len(expected):
+            raise ProtocolError(
+                f"client {sender} sent {len(message.tags)} MACs on its keys; "
+                + (f"its {len(expected)} neighbours need one each" if expected else "none here")
             )
-            verify(self.params.identities[sender], keys.signature, signed, f"client {sender}")
         self._keys[sender] = keys
+        self._tags[sender] = dict(zip(expected, message.tags, strict=True))
         self._key_owner[keys.encryption] = self._key_owner[keys.masking] = sender
 
     def _accept_bundles(self, message: ShareKeys) -> None:
@@ -280,11 +285,9 @@ class MaskingServer:
         np.add(self._sum, masked, out=self._sum)
 
     def _accept_signature(self, message: ConsistencyResponse) -> None:
-        assert self.params.identities is not None  # the phase exists only in signed rounds
-        signed = survivors_signature_message(self.params, self._survivors)
-        sender = message.sender
-        verify(self.params.identities[sender], message.signature, signed, f"client {sender}")
-        self._signatures[sender] = message.signature
+        # Checked to be a point here; verified together at the deadline (_unmasking_requests).
+        aggregate.check_signature(message.signature)
+        self._signatures[message.sender] = message.signature
 
     def _accept_shares(self, message: UnmaskingResponse) -> None:
         sender = message.sender
@@ -327,13 +330,13 @@ class MaskingServer:
 
     def _key_directories(self) -> dict[int, KeyDirectory]:
         self._check_neighborhoods(self._active, ADVERTISE_KEYS)
-        r = self.params.round_id
-        return {
-            c: KeyDirectory(
-                r, SERVER_ID, c, {v: self._keys[v] for v in self._graph.neighbors(c) & self._active}
-            )
-            for c in sorted(self._active)
-        }
+        r, signed = self.params.round_id, self.params.signed
+        directories = {}
+        for c in sorted(self._active):
+            owners = self._graph.neighbors(c) & self._active
+            tags = {v: self._tags[v][c] for v in owners} if signed else {}
+            directories[c] = KeyDirectory(r, SERVER_ID, c, {v: self._keys[v] for v in owners}, tags)
+        return directories
 
     def _share_deliveries(self) -> dict[int, ShareDelivery]:
         self._check_neighborhoods(self._active, SHARE_KEYS)
@@ -375,16 +378,37 @@ class MaskingServer:
         self._bundles = {}
 
     def _unmasking_requests(self) -> dict[int, UnmaskingRequest]:
-        """Ask every client still here to unmask, showing it t signatures when signed.
+        """Ask every client still here to unmask, showing it the aggregate of the signatures.
 
-        t signatures on one set are what a client needs (t > n/2 makes the set unique); it
-        verifies a random sample of them (``params.signature_sample``), which catches the
-        forgeries a second survivor set would need, except with probability 2^-40 / n.
+        t signatures on one set are what a client needs (t > n/2 makes the set unique). All
+        signatures are verified at once; only when the sum fails is each checked alone, to
+        leave out the invalid ones (:attr:`invalid_signers`).
         """
-        r, survivors = self.params.round_id, tuple(sorted(self._survivors))
-        signatures = dict(sorted(self._signatures.items())[: self.params.threshold])
+        p = self.params
+        survivors = tuple(sorted(self._survivors))
+        if p.identities is None:
+            return {
+                c: UnmaskingRequest(p.round_id, SERVER_ID, c, survivors)
+                for c in sorted(self._active)
+            }
+        message = survivors_signature_message(p, self._survivors)
+        signers = sorted(self._signatures)
+        total = aggregate.aggregate(self._signatures[c] for c in signers)
+        try:
+            aggregate.verify_aggregate(
+                [p.identities[c].aggregate for c in signers], total, message, "the quorum"
+            )
+        except TamperedMessageError:
+            for c in signers:
+                try:
+                    aggregate.verify(p.identities[c].aggregate, self._signatures[c], message, "")
+                except TamperedMessageError:
+                    self.invalid_signers.append(c)
+            signers = [c for c in signers if c not in self.invalid_signers]
+            total = aggregate.aggregate(self._signatures[c] for c in signers)
+        self._require(len(signers), p.threshold, "valid signatures on the survivor set")
         return {
-            c: UnmaskingRequest(r, SERVER_ID, c, survivors, signatures)
+            c: UnmaskingRequest(p.round_id, SERVER_ID, c, survivors, tuple(signers), total)
             for c in sorted(self._active)
         }
 

@@ -18,7 +18,7 @@ import numpy as np
 from secagg.aggregation import AggregationRule, FedAvg
 from secagg.aggregation.norm_bound import NormBound
 from secagg.config import Config
-from secagg.crypto.signing import IdentityDirectory
+from secagg.crypto.identity import IdentityDirectory
 from secagg.errors import ConfigError
 from secagg.protection.base import (
     AggregateOutcome,

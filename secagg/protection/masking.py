@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from secagg.config import Config
-from secagg.crypto.signing import IdentityDirectory, SigningKey
+from secagg.crypto.identity import IdentityDirectory, IdentityKey
 from secagg.errors import ConfigError, ProtocolError, QuantizationError
 from secagg.masking.driver import run_round
 from secagg.masking.params import MaskingParams
@@ -38,7 +38,7 @@ class MaskingSum:
         ledger: LedgerSession | None = None,
         identities: IdentityDirectory | None = None,
     ) -> None:
-        """``identities``: the clients' registered Ed25519 public keys, when they live
+        """``identities``: the clients' registered identities, when their keys live
         elsewhere (a deployment: each node holds its own private key); by default a signed
         run generates every client's key pair here (a simulation)."""
         pt = config.protection
@@ -55,7 +55,7 @@ class MaskingSum:
             raise ConfigError(f"protection.bits / protection.clip_range: {exc}") from None
         # Identity keys, registered once for the whole run (out of band in a deployment).
         self.directory: IdentityDirectory | None = None
-        self.identity_keys: dict[int, SigningKey] = {}
+        self.identity_keys: dict[int, IdentityKey] = {}
         # With a ledger the chain is the PKI and the broadcast channel: clients read keys and
         # the survivor set from the contract, which replaces the signed consistency round.
         if pt.consistency == "signatures" and ledger is None:

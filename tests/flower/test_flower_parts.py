@@ -46,7 +46,7 @@ def test_key_files_private_halves_stay_private(tmp_path: Path) -> None:
     for c in range(3):
         key_file = tmp_path / str(c) / "identity.key"
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-        assert read_identity_key(key_file).public == directory.raw(c)
+        assert read_identity_key(key_file).record == directory.raw(c)
     assert "private" not in directory_path.read_text()
     (tmp_path / "bad.json").write_text('{"0": "zz"}')
     with pytest.raises(ConfigError, match="hex"):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from support.honest_round import HonestRound
 
-from secagg.crypto import shamir
+from secagg.crypto import aggregate, shamir
 from secagg.errors import (
     BelowThresholdError,
     PhaseError,
@@ -65,7 +65,8 @@ def test_client_runs_its_phases_in_order(signed: bool, phases: tuple[str, ...]) 
     first = r.clients[0].handle(r.outbox.pop(0))
     assert [type(m) for m in first] == [AdvertiseKeys]
     assert (first[0].round_id, first[0].sender) == (ROUND, 0)
-    assert len(first[0].keys.signature) == (64 if signed else 0)
+    # one MAC on its keys per neighbour in a signed round, none otherwise
+    assert len(first[0].tags) == (len(r.params.graph.neighbors(0)) if signed else 0)
     r.server.receive(first[0])
     for phase in phases:
         r.advance()
@@ -194,8 +195,9 @@ def test_parameter_mismatch_is_rejected() -> None:
         r.clients[0].handle(other)
 
 
-def test_a_relayed_key_the_owner_did_not_sign_is_rejected() -> None:
-    # The server relays every public key: in a signed round it cannot swap in its own.
+def test_a_relayed_key_the_owner_did_not_mac_for_this_client_is_rejected() -> None:
+    # The server relays every public key: in a signed round it cannot swap in its own, nor
+    # pass off the MAC the owner made for another neighbour, nor drop the MAC.
     r = Round()
     directory = r.advance()[0]
     assert isinstance(directory, KeyDirectory)
@@ -203,9 +205,15 @@ def test_a_relayed_key_the_owner_did_not_sign_is_rejected() -> None:
     substituted = dataclasses.replace(
         directory.keys[peer], masking=r.server._keys[max(directory.keys)].masking
     )
-    forged = dataclasses.replace(directory, keys={**directory.keys, peer: substituted})
-    with pytest.raises(TamperedMessageError, match=f"client {peer}'s advertised keys"):
-        r.clients[0].handle(forged)
+    other = next(c for c in r.server._tags[peer] if c != 0)
+    lies = [
+        dataclasses.replace(directory, keys={**directory.keys, peer: substituted}),
+        dataclasses.replace(directory, tags={**directory.tags, peer: r.server._tags[peer][other]}),
+        dataclasses.replace(directory, tags={c: t for c, t in directory.tags.items() if c != peer}),
+    ]
+    for forged in lies:
+        with pytest.raises(TamperedMessageError, match=f"client {peer}'s advertised keys"):
+            r.clients[0].handle(forged)
     assert r.clients[0].handle(directory)  # the genuine directory is still accepted
 
 
@@ -277,17 +285,30 @@ def test_the_consistency_check_refuses_to_sign_fewer_than_t_survivors() -> None:
 def test_unmasking_needs_t_signatures_on_the_set_the_client_signed() -> None:
     r = Round(n=6, threshold=0.6)  # t = 4
     request = _at_unmasking(r)
-    assert len(request.signatures) == r.params.threshold == 4  # the server sends exactly t
-    three = dict(list(request.signatures.items())[:3])
+    assert request.signers == tuple(range(6))  # every survivor's signature, added up
+    signatures = r.server._signatures
+
+    def showing(signers: tuple[int, ...], signed_by: tuple[int, ...]) -> UnmaskingRequest:
+        total = aggregate.aggregate(signatures[c] for c in signed_by)
+        return dataclasses.replace(request, signers=signers, signature=total)
+
     with pytest.raises(BelowThresholdError, match="3 signatures on the survivor set"):
-        r.clients[0].handle(dataclasses.replace(request, signatures=three))
+        r.clients[0].handle(showing((0, 1, 2), (0, 1, 2)))
+    # One genuine signature counted twice is still one signer.
+    with pytest.raises(TamperedMessageError, match="names a signer twice"):
+        r.clients[0].handle(showing((0, 1, 2, 2), (0, 1, 2, 2)))
     other_set = dataclasses.replace(request, survivors=(0, 1, 2, 3, 4))
     with pytest.raises(UnmaskingPolicyError, match="another survivor set than the one"):
         r.clients[0].handle(other_set)
-    forged = {**request.signatures, 2: request.signatures[3]}
-    with pytest.raises(TamperedMessageError, match="client 2's survivor set"):
-        r.clients[0].handle(dataclasses.replace(request, signatures=forged))
-    assert r.clients[0].handle(request)
+    # Naming a signer whose signature is not in the sum: the sum no longer verifies.
+    with pytest.raises(TamperedMessageError, match="aggregate signature does not verify"):
+        r.clients[0].handle(showing((0, 1, 2, 3), (0, 1, 2)))
+    # A signature on another set in the sum (the server's or a colluder's) spoils it too.
+    other = r.identities[3].aggregate.sign(b"another survivor set")
+    mixed = aggregate.aggregate([signatures[0], signatures[1], signatures[2], other])
+    with pytest.raises(TamperedMessageError, match="aggregate signature does not verify"):
+        r.clients[0].handle(dataclasses.replace(request, signers=(0, 1, 2, 3), signature=mixed))
+    assert r.clients[0].handle(showing((0, 2, 3, 5), (0, 2, 3, 5)))  # any t genuine ones do
 
 
 def test_request_calling_this_client_dropped_is_refused() -> None:

@@ -30,19 +30,22 @@ from secagg.masking.messages import (
 )
 from secagg.masking.params import SERVER_ID
 
-KEYS = PublicKeys(b"\x01" * 32, b"\x02" * 32, b"\x05" * 32, b"\x06" * 64)
+KEYS = PublicKeys(b"\x01" * 32, b"\x02" * 32, b"\x05" * 32)
+TAG = b"\x06" * 16
 SHARE = b"\x00" * (shamir.VALUE_BYTES - 1) + b"\x07"
 
 EXAMPLES: list[Message] = [
     AdvertiseKeysRequest(5, SERVER_ID, 3, b"\xaa" * 32),
     AdvertiseKeys(5, 3, KEYS),
+    AdvertiseKeys(5, 3, KEYS, (TAG, b"\x07" * 16)),
     KeyDirectory(5, SERVER_ID, 3, {1: KEYS, 9: PublicKeys(b"\x03" * 32, b"\x04" * 32)}),
+    KeyDirectory(5, SERVER_ID, 3, {1: KEYS}, {1: TAG}),
     ShareKeys(5, 3, {1: b"ciphertext-1", 9: b"ciphertext-9"}),
     ShareKeys(5, 3, {}),
     ShareDelivery(5, SERVER_ID, 3, {1: b"from-1", 9: b"from-9"}),
     ConsistencyRequest(5, SERVER_ID, 3, (1, 3, 9)),
-    ConsistencyResponse(5, 3, b"\x08" * 64),
-    UnmaskingRequest(5, SERVER_ID, 3, (1, 3, 9), {1: b"\x08" * 64, 3: b"\x09" * 64}),
+    ConsistencyResponse(5, 3, b"\x08" * 96),
+    UnmaskingRequest(5, SERVER_ID, 3, (1, 3, 9), (1, 3), b"\x08" * 96),
     UnmaskingRequest(5, SERVER_ID, 3, (1, 3, 9)),
     UnmaskingResponse(5, 3, {1: SHARE, 3: SHARE}, {4: SHARE}, {4: bytes(range(16))}),
 ]
@@ -108,12 +111,12 @@ def test_malformed_bytes_raise_tampered_message_error(
 
 def test_duplicate_or_unsorted_ids_are_refused() -> None:
     entry = struct.pack(">Q", 1) + KEYS.to_bytes()
-    header = KeyDirectory(5, SERVER_ID, 3, {}).to_bytes()[:-4]
-    duplicated = header + struct.pack(">I", 2) + entry + entry
+    header = KeyDirectory(5, SERVER_ID, 3, {}).to_bytes()[:-8]  # two empty tables
+    duplicated = header + struct.pack(">I", 2) + entry + entry + struct.pack(">I", 0)
     with pytest.raises(TamperedMessageError, match="duplicated or out of order"):
         decode_message(duplicated)
-    request = UnmaskingRequest(5, SERVER_ID, 3, ()).to_bytes()[:-8]
-    unsorted = request + struct.pack(">I2Q", 2, 9, 1) + struct.pack(">I", 0)
+    request = UnmaskingRequest(5, SERVER_ID, 3, ()).to_bytes()[:-9]  # ids, ids, signature
+    unsorted = request + struct.pack(">I2Q", 2, 9, 1) + struct.pack(">IB", 0, 0)
     with pytest.raises(TamperedMessageError, match="strictly increasing"):
         decode_message(unsorted)
 
@@ -167,15 +170,19 @@ def test_a_key_directory_with_wrong_value_types_is_a_named_error(entry: object) 
 def test_public_keys_of_the_wrong_size_are_refused_before_encoding() -> None:
     with pytest.raises(TamperedMessageError, match="seed_commitment must be 32 bytes"):
         AdvertiseKeys(5, 3, PublicKeys(b"\x01" * 32, b"\x02" * 32, b"short")).to_bytes()
-    with pytest.raises(TamperedMessageError, match="signature must be 0 or 64 bytes"):
-        AdvertiseKeys(5, 3, PublicKeys(b"\x01" * 32, b"\x02" * 32, bytes(32), b"x")).to_bytes()
+    with pytest.raises(TamperedMessageError, match="MAC 1 is not 16 bytes"):
+        AdvertiseKeys(5, 3, KEYS, (TAG, b"x")).to_bytes()
+    with pytest.raises(TamperedMessageError, match=r"KeyDirectory\.tags: MAC 1 is not 16 bytes"):
+        KeyDirectory(5, SERVER_ID, 3, {1: KEYS}, {1: b"x"}).to_bytes()
+    with pytest.raises(TamperedMessageError, match="aggregate signature is 96 bytes"):
+        UnmaskingRequest(5, SERVER_ID, 3, (1,), (1,), b"\x01" * 64).to_bytes()
 
 
-def test_a_signature_length_other_than_absent_or_64_is_refused_when_parsing() -> None:
-    data = bytearray(AdvertiseKeys(5, 3, KEYS).to_bytes())
-    data[18 + 96] = 63  # the signature length byte
-    with pytest.raises(TamperedMessageError, match="signature is 64 bytes or absent"):
-        decode_message(bytes(data[:-1]))
+def test_an_aggregate_signature_length_other_than_absent_or_96_is_refused_when_parsing() -> None:
+    data = bytearray(UnmaskingRequest(5, SERVER_ID, 3, (1,), (1,), b"\x01" * 96).to_bytes())
+    data[-97] = 64  # the signature length byte
+    with pytest.raises(TamperedMessageError, match="aggregate signature is 96 bytes or absent"):
+        decode_message(bytes(data[:-32]))
 
 
 def test_revealed_shares_are_packed_and_parsed_as_arrays() -> None:

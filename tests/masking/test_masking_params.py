@@ -6,17 +6,17 @@ import math
 
 import pytest
 
-from secagg.crypto.signing import IdentityDirectory
+from secagg.crypto.identity import IdentityDirectory
 from secagg.errors import ProtocolError
 from secagg.masking.params import (
     PHASES,
     MaskingParams,
+    advert_tag,
     auto_degree,
     pair_mask_key,
     self_mask_key,
     share_encryption_key,
     share_encryption_keys,
-    signature_sample_size,
 )
 
 
@@ -170,22 +170,14 @@ def test_derived_keys_are_bound_to_round_and_pair() -> None:
     assert share_encryption_keys(secret, 1, 3, 2) == both[::-1]  # both ends agree
 
 
-@pytest.mark.parametrize(
-    ("n", "t"), [(10, 6), (100, 60), (100, 95), (1000, 501), (1000, 600), (10_000, 6000)]
-)
-def test_a_client_checks_the_smallest_signature_sample_that_catches_a_padded_quorum(
-    n: int, t: int
-) -> None:
-    # A set shown with at most floor(n/2) genuine signatures (forgeries pad it to t) passes a
-    # random sample of s with probability C(n//2, s) / C(t, s); over n clients <= 2^-40.
-    s = signature_sample_size(n, t)
-
-    def fooled(size: int) -> float:
-        return n * math.comb(n // 2, size) / math.comb(t, size)
-
-    assert 1 <= s <= t
-    assert s == t or fooled(s) <= 2.0**-40
-    if s > 1:
-        assert fooled(s - 1) > 2.0**-40  # no smaller sample would do
-    assert signature_sample_size(1000, 600) == 161 < 600
-    assert signature_sample_size(10_000, 6000) == 199
+def test_an_advert_mac_is_bound_to_its_round_direction_and_keys() -> None:
+    params = MaskingParams.create(range(4), 4)
+    key, keys = b"\x01" * 32, (b"\x02" * 32, b"\x03" * 32, b"\x04" * 32)
+    tag = advert_tag(key, params, 1, 2, *keys)
+    assert len(tag) == 16
+    other_round = MaskingParams.create(range(4), 4, round_id=1)
+    assert advert_tag(key, other_round, 1, 2, *keys) != tag
+    assert advert_tag(key, params, 2, 1, *keys) != tag  # the other direction
+    assert advert_tag(key, params, 1, 3, *keys) != tag  # another recipient
+    assert advert_tag(key, params, 1, 2, keys[1], keys[0], keys[2]) != tag  # keys swapped
+    assert advert_tag(b"\x09" * 32, params, 1, 2, *keys) != tag

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from secagg.crypto.signing import IdentityDirectory
+from secagg.crypto.identity import IdentityDirectory
 from secagg.errors import BelowThresholdError, ProtocolError
 from secagg.masking import MaskingParams
 from secagg.masking import run_round as run_unsigned_or_signed

@@ -34,9 +34,11 @@ from secagg.masking.server import MaskingServer
 ROUND = 3
 
 
-def Round(n: int = 6, neighbors: int = 0, threshold: float = 0.6) -> HonestRound:
+def Round(
+    n: int = 6, neighbors: int = 0, threshold: float = 0.6, *, signed: bool = True
+) -> HonestRound:
     """The shared honest round with this module's round id, dimension and input seed."""
-    return HonestRound(n, neighbors, threshold, round_id=ROUND, dim=5, seed=1)
+    return HonestRound(n, neighbors, threshold, round_id=ROUND, dim=5, seed=1, signed=signed)
 
 
 def test_server_routes_keys_and_shares_only_between_neighbours() -> None:
@@ -60,9 +62,8 @@ def test_server_routes_keys_and_shares_only_between_neighbours() -> None:
     for message in requests.values():
         assert isinstance(message, UnmaskingRequest)
         assert message.survivors == tuple(range(1, 12))  # 1's input is in the sum
-        # t of the signatures of the clients that signed (1 did not): what a client needs
-        signers = sorted(message.signatures)
-        assert len(signers) == r.params.threshold and set(signers) <= set(range(2, 12))
+        # the aggregate of every client that signed (1 did not): t or more is what it needs
+        assert message.signers == tuple(range(2, 12)) and len(message.signature) == 96
 
 
 def test_honest_round_outputs_the_sum() -> None:
@@ -199,28 +200,48 @@ def test_server_refuses_shares_it_did_not_ask_for() -> None:
         r.server.receive(greedy)
 
 
-def test_advertised_keys_with_a_bad_signature_are_refused() -> None:
-    r = Round()
-    replies = r.replies()
-    reply, other = replies[0], replies[1]
-    assert isinstance(reply, AdvertiseKeys) and isinstance(other, AdvertiseKeys)
-    unsigned = dataclasses.replace(reply.keys, signature=b"")
-    with pytest.raises(TamperedMessageError, match="client 0: an Ed25519 signature is 64"):
-        r.server.receive(dataclasses.replace(reply, keys=unsigned))
-    stolen = dataclasses.replace(reply.keys, signature=other.keys.signature)
-    with pytest.raises(TamperedMessageError, match="client 0: the signature does not verify"):
-        r.server.receive(dataclasses.replace(reply, keys=stolen))
+def test_advertised_keys_need_a_mac_for_each_neighbour_and_no_one_else() -> None:
+    r = Round(n=8, neighbors=4)
+    reply = r.replies()[0]
+    assert isinstance(reply, AdvertiseKeys)
+    assert len(reply.tags) == len(r.params.graph.neighbors(0)) == 4
+    for tags in (reply.tags[1:], (*reply.tags, bytes(16)), ()):
+        with pytest.raises(ProtocolError, match="its 4 neighbours need one each"):
+            r.server.receive(dataclasses.replace(reply, tags=tags))
     r.server.receive(reply)
+    unsigned = Round(n=8, neighbors=4, signed=False)
+    with pytest.raises(ProtocolError, match="none here"):
+        unsigned.server.receive(dataclasses.replace(unsigned.replies()[0], tags=reply.tags))
 
 
-def test_a_survivor_set_signature_on_another_set_is_refused() -> None:
-    r = Round()
+def test_a_survivor_set_signature_on_another_set_is_left_out_of_the_quorum() -> None:
+    r = Round()  # n = 6, t = 4
     r.advance()
     r.advance()
     checks = r.advance()
-    reply = r.clients[0].handle(dataclasses.replace(checks[0], survivors=(0, 1, 2, 3, 4)))[0]
-    with pytest.raises(TamperedMessageError, match="client 0: the signature does not verify"):
-        r.server.receive(reply)
+    lying = r.clients[0].handle(dataclasses.replace(checks[0], survivors=(0, 1, 2, 3, 4)))[0]
+    with pytest.raises(TamperedMessageError, match="96 bytes"):
+        r.server.receive(dataclasses.replace(lying, signature=b"\x01" * 64))
+    r.server.receive(lying)  # a valid point: checked with the others at the deadline
+    for c in range(1, 6):
+        r.server.receive(r.clients[c].handle(checks[c])[0])
+    requests = r.server.close_phase()
+    assert r.server.invalid_signers == [0]
+    assert all(m.signers == (1, 2, 3, 4, 5) for m in requests.values())
+    assert r.clients[1].handle(requests[1])  # the quorum of the others verifies
+
+
+def test_too_few_valid_survivor_set_signatures_abort_the_round() -> None:
+    r = Round()  # n = 6, t = 4
+    r.advance()
+    r.advance()
+    checks = r.advance()
+    for c in range(6):
+        shown = checks[c] if c > 2 else dataclasses.replace(checks[c], survivors=(0, 1, 2, 3, 4))
+        r.server.receive(r.clients[c].handle(shown)[0])
+    with pytest.raises(BelowThresholdError, match="3 valid signatures on the survivor set"):
+        r.server.close_phase()
+    assert r.server.invalid_signers == [0, 1, 2]
 
 
 @pytest.mark.parametrize("phase", [0, 1, 2, 3, 4])

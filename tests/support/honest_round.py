@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from secagg.crypto.signing import IdentityDirectory
+from secagg.crypto.identity import IdentityDirectory
 from secagg.masking.client import MaskingClient
 from secagg.masking.messages import ClientMessage, ServerMessage
 from secagg.masking.params import MaskingParams
@@ -14,7 +14,7 @@ from secagg.masking.server import MaskingServer
 class HonestRound:
     """n honest clients and a server; the test decides who stays silent in each phase.
 
-    ``signed`` (the default) gives every client an Ed25519 identity key, so the round runs
+    ``signed`` (the default) gives every client an identity key, so the round runs
     the consistency phase between ``masked_input`` and ``unmasking``.
     """
 
