@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import struct
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import ClassVar, Self, TypeVar
@@ -118,6 +118,10 @@ class _Reader:
         words = np.frombuffer(self.data, dtype=dtype, count=count, offset=self.pos)
         self.pos += nbytes
         return words
+
+    def sized_table(self, size: int) -> dict[int, bytes]:
+        """``count u32 | (id u64 | value[size])*`` with strictly increasing ids."""
+        return self.table(lambda: self.take(size), size)
 
     def blob(self) -> bytes:
         return self.take(self.u32())
@@ -308,14 +312,19 @@ class PublicKeys:
         return cls(reader.take(KEY_BYTES), reader.take(KEY_BYTES), reader.take(DIGEST_BYTES))
 
 
-def _tags(tags: object, what: str) -> bytes:
-    """``count u32 | (id u64 | tag[16])*``: the MACs on advertised keys, by client."""
-    if not isinstance(tags, Mapping):
-        raise TamperedMessageError(f"{what} maps client ids to {TAG_BYTES}-byte MACs")
-    for client, tag in tags.items():
-        if not isinstance(tag, bytes) or len(tag) != TAG_BYTES:
-            raise TamperedMessageError(f"{what}: MAC {client} is not {TAG_BYTES} bytes")
-    return _table(tags)
+def _check_sized(items: Iterable[tuple[int, object]], size: int, what: str) -> None:
+    for key, value in items:
+        if not isinstance(value, bytes) or len(value) != size:
+            raise TamperedMessageError(f"{what} {key} is not {size} bytes")
+
+
+def _sized_table(entries: object, size: int, what: str) -> bytes:
+    """``count u32 | (id u64 | value[size])*``, every value checked to be ``size`` bytes
+    (the MACs on advertised keys, the revealed pair-mask keys)."""
+    if not isinstance(entries, Mapping):
+        raise TamperedMessageError(f"{what}: expected client ids mapped to {size}-byte values")
+    _check_sized(entries.items(), size, what)
+    return _table(entries)
 
 
 def _public_keys(value: object, what: str) -> PublicKeys:
@@ -367,7 +376,7 @@ class KeyDirectory(Message):
             [
                 _U64.pack(self.recipient),
                 _table({c: k.to_bytes() for c, k in entries.items()}),
-                _tags(self.tags, "KeyDirectory.tags"),
+                _sized_table(self.tags, TAG_BYTES, "KeyDirectory.tags: MAC"),
             ]
         )
 
@@ -375,8 +384,7 @@ class KeyDirectory(Message):
     def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
         recipient = reader.u64()
         keys = reader.table(lambda: PublicKeys.read(reader), PublicKeys.BYTES)
-        tags = reader.table(lambda: reader.take(TAG_BYTES), TAG_BYTES)
-        return cls(round_id, sender, recipient, keys, tags)
+        return cls(round_id, sender, recipient, keys, reader.sized_table(TAG_BYTES))
 
 
 @dataclass(frozen=True)
@@ -477,7 +485,7 @@ class AdvertiseKeys(Message):
 
     def _body(self) -> bytes:
         keys = _public_keys(self.keys, "AdvertiseKeys.keys").to_bytes()
-        _tags(dict(enumerate(self.tags)), "AdvertiseKeys.tags")
+        _check_sized(enumerate(self.tags), TAG_BYTES, "AdvertiseKeys.tags: MAC")
         return keys + _U32.pack(len(self.tags)) + b"".join(self.tags)
 
     @classmethod
@@ -570,16 +578,11 @@ class UnmaskingResponse(Message):
     pair_keys: Mapping[int, bytes] = field(default_factory=dict)
 
     def _body(self) -> bytes:
-        for owner, key in self.pair_keys.items():
-            if not isinstance(key, bytes) or len(key) != prg.KEY_BYTES:
-                raise TamperedMessageError(
-                    f"the pair-mask key with client {owner} must be {prg.KEY_BYTES} bytes"
-                )
         return b"".join(
             [
                 _share_table(self.seed_shares),
                 _share_table(self.key_shares),
-                _table(self.pair_keys),
+                _sized_table(self.pair_keys, prg.KEY_BYTES, "the pair-mask key with client"),
             ]
         )
 
@@ -587,8 +590,7 @@ class UnmaskingResponse(Message):
     def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
         seeds = reader.share_table()
         keys = reader.share_table()
-        pairs = reader.table(lambda: reader.take(prg.KEY_BYTES), prg.KEY_BYTES)
-        return cls(round_id, sender, seeds, keys, pairs)
+        return cls(round_id, sender, seeds, keys, reader.sized_table(prg.KEY_BYTES))
 
 
 def _word_dtype(bits: int) -> np.dtype:
