@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from support.honest_round import HonestRound
 
-from secagg.crypto import aggregate, shamir
+from secagg.crypto import aead, aggregate, shamir
 from secagg.crypto.agreement import agree, key_pair_from_private_bytes
 from secagg.crypto.prg import MaskGenerator, expand
 from secagg.errors import (
@@ -32,10 +32,19 @@ from secagg.masking.messages import (
     ConsistencyRequest,
     ConsistencyResponse,
     MaskedInput,
+    ShareKeys,
     UnmaskingRequest,
     UnmaskingResponse,
 )
-from secagg.masking.params import SERVER_ID, MaskingParams, pair_mask_key, self_mask_key, share_x
+from secagg.masking.params import (
+    SERVER_ID,
+    MaskingParams,
+    pair_mask_key,
+    self_mask_key,
+    share_associated_data,
+    share_encryption_key,
+    share_x,
+)
 
 ROUND = 11
 VICTIM = 4
@@ -394,3 +403,32 @@ def test_a_server_that_cuts_a_ring_arc_off_by_choosing_who_drops_gets_no_share(
     unmask.remove_masks(p, keys, total, frozenset(arc), frozenset(moat), arc_seeds, mask_keys)
     arc_sum = sum(r.inputs[c].astype(np.uint64) for c in arc) % 2**32
     np.testing.assert_array_equal(total, arc_sum)
+
+
+def test_stolen_identity_seeds_do_not_open_the_share_bundles_of_a_recorded_round() -> None:
+    # Forward secrecy: the server records every sealed share bundle, and later every
+    # identity seed is stolen. The identities' static keys (their agreement and the pair key
+    # that MACs the round keys) open none of the bundles: those keys come from the per-round
+    # c keys, gone once the round is over. The c keys themselves do open them.
+    r = HonestRound(6, 4, 4, round_id=ROUND, dim=4, seed=12)
+    r.advance()  # keys advertised and relayed
+    recorded = r.replies()  # every client's sealed bundles, as the server sees them
+    directory = r.params.identities
+    assert directory is not None
+    for sender, message in recorded.items():
+        assert isinstance(message, ShareKeys) and message.ciphertexts
+        stolen = r.identities[sender]
+        for recipient, sealed in message.ciphertexts.items():
+            ad = share_associated_data(ROUND, sender, recipient)
+            static = agree(stolen.agreement.private, directory[recipient].agreement)
+            pair = stolen.pair_key(directory[recipient])
+            for guess in (static, pair):
+                derived = share_encryption_key(guess, ROUND, sender, recipient)
+                with pytest.raises(TamperedMessageError):
+                    aead.open_once(derived, sealed, ad)
+                with pytest.raises(TamperedMessageError):
+                    aead.open_once(guess, sealed, ad)
+            ephemeral = r.clients[sender]._require_secrets().encryption.private
+            peer = r.server._keys[recipient].encryption
+            key = share_encryption_key(agree(ephemeral, peer), ROUND, sender, recipient)
+            assert aead.open_once(key, sealed, ad)  # what the round's own keys can do
