@@ -72,7 +72,7 @@ from secagg.masking.params import MASKED_INPUT, PHASES, MaskingParams
 BITS = 32
 THRESHOLD = 0.6
 SEED = 20240601
-GRAPH_SEED = b"benchmarks/secagg"
+SESSION = b"benchmarks/secagg"
 #: Round ids (i.e. neighbour graphs) searched for one that completes with the dropout set.
 GRAPH_TRIES = 200
 ABORT_RATE_GRAPHS = 40
@@ -123,7 +123,7 @@ def _params(ids: list[int], d: int, round_id: int, dropout_rate: float) -> Maski
         threshold=THRESHOLD,
         bits=BITS,
         round_id=round_id,
-        graph_seed=GRAPH_SEED,
+        session=SESSION,
         dropout_rate=dropout_rate,
     )
 

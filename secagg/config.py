@@ -104,6 +104,10 @@ class ProtectionSection:
     # fraction of clients a deployment expects to lose over a whole round; sizes the SecAgg+
     # graph so that every neighbourhood keeps enough share holders (see secagg/masking/params.py)
     expected_dropout: float = 0.1
+    # gamma: fraction of clients assumed to collude with the server; the SecAgg+ degree is sized
+    # so that no honest client has enough colluding neighbours to expose its input, except with
+    # probability 2^-40, and signed rounds need t > (n + gamma n) / 2 (secagg/masking/params.py)
+    max_colluding_fraction: float = 0.1
     dropout_phases: list[str] = field(
         default_factory=lambda: ["share_keys", "masked_input", "unmasking"]
     )
@@ -505,6 +509,10 @@ def validate(config: Config) -> None:
     _check(
         0 <= pt.expected_dropout < 1,
         f"protection.expected_dropout must be in [0, 1), got {pt.expected_dropout}",
+    )
+    _check(
+        0 <= pt.max_colluding_fraction < 0.5,
+        f"protection.max_colluding_fraction must be in [0, 0.5), got {pt.max_colluding_fraction}",
     )
     for phase in pt.dropout_phases:
         _check(

@@ -48,6 +48,7 @@ from secagg.ledger.roundblobs import (
 )
 from secagg.masking.messages import MaskedInput, PublicKeys, UnmaskingResponse
 from secagg.masking.params import MaskingParams, share_digest, share_x
+from secagg.masking.session import Session
 from secagg.masking.unmask import remove_masks
 from secagg.quantize import QuantizationSpec, dequantize, error_bound
 from secagg.storage import BlobStore, Cid
@@ -241,6 +242,9 @@ def _replay_masking(
     survivors: list[str],
 ) -> np.ndarray | None:
     r = config.protection
+    # The session follows from its public nonces: the auditor recomputes it (and so the graph)
+    # instead of taking a value the coordinator wrote.
+    session = Session.from_record(r["session"])
     params = MaskingParams(
         tuple(int(c) for c in r["client_ids"]),
         int(r["dim"]),
@@ -248,7 +252,9 @@ def _replay_masking(
         int(r["neighbors"]),
         int(r["bits"]),
         int(r["round_id"]),
-        bytes.fromhex(str(r["graph_seed"])),
+        session.value,
+        int(r["colluders"]),
+        bool(r["broadcast"]),
     )
     ids = _participants(ledger, config)
     address = {c: a for a, c in ids.items()}

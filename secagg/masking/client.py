@@ -461,9 +461,13 @@ class MaskingClient:
             self.id,
             seed_shares={o: v for o, v in self._seed_shares.items() if o in survivors},
             key_shares={o: self._key_shares[o] for o in dropped},
-            # Revealed under the same condition as the s-shares: any t_s of those rebuild
-            # s_o, which determines every one of o's pair keys.
-            pair_keys={o: self._pair_keys[o] for o in dropped},
+            # Revealed under the same condition as the s-shares (any t_s of those rebuild
+            # s_o, which determines every one of o's pair keys), and only where every client
+            # answers for one survivor set: unsigned, a server could ask this client for its
+            # keys with the neighbours it calls dropped and the others for this client's b_u.
+            pair_keys={o: self._pair_keys[o] for o in dropped}
+            if self.params.reveals_pair_keys
+            else {},
         )
         # The round is over for this client: forget every secret.
         self._secrets = None

@@ -47,6 +47,7 @@ from secagg.masking.messages import (
 )
 from secagg.masking.params import MaskingParams
 from secagg.masking.server import MaskingServer, UnmaskedSum
+from secagg.masking.session import SessionClient
 
 
 class Board(Protocol):
@@ -138,12 +139,16 @@ def run_round(
     dropouts: Mapping[str, Collection[int]] | None = None,
     identities: Mapping[int, IdentityKey] | None = None,
     board: Board | None = None,
+    sessions: Mapping[int, SessionClient] | None = None,
     trace_server_memory: bool = False,
 ) -> MaskedRoundResult:
     """Run one full masking round in memory; raises BelowThresholdError when it must abort.
 
     ``identities`` holds each client's identity key; a signed round (``params.identities``)
     needs it. ``board``: a public record of the round (see the module docstring).
+    ``sessions``: each client's :class:`~secagg.masking.session.SessionClient`, which opens
+    its round (checking the session and that the round id is new); without them the clients
+    take ``params`` as given (tests and benchmarks of one round).
     ``trace_server_memory``: measure the server's peak memory (module docstring).
     """
     memory = _ServerMemory() if trace_server_memory else None
@@ -151,7 +156,7 @@ def run_round(
     if tracing:
         tracemalloc.start()
     try:
-        return _run_round(inputs, params, dropouts, identities, board, memory)
+        return _run_round(inputs, params, dropouts, identities, board, sessions, memory)
     finally:
         if tracing:
             tracemalloc.stop()
@@ -163,6 +168,7 @@ def _run_round(
     dropouts: Mapping[str, Collection[int]] | None,
     identities: Mapping[int, IdentityKey] | None,
     board: Board | None,
+    sessions: Mapping[int, SessionClient] | None,
     memory: _ServerMemory | None,
 ) -> MaskedRoundResult:
     if set(inputs) != params.members:
@@ -176,7 +182,12 @@ def _run_round(
     if params.signed and identities is None:
         raise ProtocolError("a signed round needs every client's identity key (identities=...)")
     keys = identities or {}
-    clients = {c: MaskingClient(c, params, inputs[c], keys.get(c)) for c in params.client_ids}
+    clients = {
+        c: MaskingClient(c, params, inputs[c], keys.get(c))
+        if sessions is None
+        else sessions[c].open_round(params, inputs[c], keys.get(c))
+        for c in params.client_ids
+    }
     server = MaskingServer(params)
     sent: dict[int, int] = dict.fromkeys(params.client_ids, 0)
     received: dict[int, int] = dict.fromkeys(params.client_ids, 0)

@@ -1,14 +1,15 @@
 """The SecAgg+ neighbour graph: a Harary graph laid on a seeded random ring (Bell et al. 2020).
 
-Clients are placed on a ring in an order derived from a PUBLIC seed and the round id; each is
-connected to the ``k/2`` clients on either side. Why this shape: removing clients disconnects
-the survivors only if two separate runs of ``k/2`` consecutive ring positions are all removed,
-which is what makes a degree of O(log n) enough (see :mod:`secagg.masking.params`). ``k = n - 1``
-is the complete graph of the original SecAgg.
+Clients are placed on a ring in an order derived from the run's session and the round id;
+each is connected to the ``k/2`` clients on either side. Why this shape: removing clients
+disconnects the survivors only if two separate runs of ``k/2`` consecutive ring positions are
+all removed, which is what makes a degree of O(log n) enough (see
+:mod:`secagg.masking.params`). ``k = n - 1`` is the complete graph of the original SecAgg.
 
 The seed is public, so the ordering need not be secret: sorting by SHA-256(seed, round, id)
 is simply a deterministic, uniformly spread permutation every party computes identically. The
-seed must be fixed only after the participants are (so nobody can choose where they sit).
+seed must be fixed only after the participants are, by no one of them: the session
+(:mod:`secagg.masking.session`) is such a seed, so colluders cannot choose where they sit.
 """
 
 from __future__ import annotations

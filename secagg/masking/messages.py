@@ -20,6 +20,10 @@ trailing bytes, duplicate or unsorted ids, out-of-range values) raises
 Server -> client: AdvertiseKeysRequest, KeyDirectory, ShareDelivery, ConsistencyRequest,
 UnmaskingRequest. Client -> server: AdvertiseKeys, ShareKeys, MaskedInput, ConsistencyResponse,
 UnmaskingResponse. The consistency messages exist only in signed rounds.
+
+Once per run, before any round, the session messages (:mod:`secagg.masking.session`):
+SessionCommit and SessionReveal (client -> server), SessionCommitments and SessionNonces
+(server -> client). Their header's round field is 0: a session is not a round.
 """
 
 from __future__ import annotations
@@ -41,13 +45,17 @@ from secagg.masking.params import (
     ADVERTISE_KEYS,
     CONSISTENCY_CHECK,
     MASKED_INPUT,
+    SESSION_COMMIT,
+    SESSION_REVEAL,
     SHARE_KEYS,
     TAG_BYTES,
     UNMASKING,
 )
 
-VERSION = 5
+VERSION = 6
 DIGEST_BYTES = 32
+#: Bytes of the nonce each client adds to the run's session.
+SESSION_NONCE_BYTES = 32
 _HEADER = struct.Struct(">BBQQ")
 _U8 = struct.Struct(">B")
 _U32 = struct.Struct(">I")
@@ -593,6 +601,83 @@ class UnmaskingResponse(Message):
         return cls(round_id, sender, seeds, keys, reader.sized_table(prg.KEY_BYTES))
 
 
+# ---- the run's session (once, before the first round) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionCommit(Message):
+    """H(client, nonce): the client's commitment to the nonce it adds to the session."""
+
+    TYPE: ClassVar[int] = 11
+    PHASE: ClassVar[str] = SESSION_COMMIT
+
+    commitment: bytes
+
+    def _body(self) -> bytes:
+        _check_sized([(self.sender, self.commitment)], DIGEST_BYTES, "the commitment of client")
+        return self.commitment
+
+    @classmethod
+    def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
+        return cls(round_id, sender, reader.take(DIGEST_BYTES))
+
+
+@dataclass(frozen=True)
+class SessionCommitments(Message):
+    """Every participant's commitment, fixed before any nonce is revealed."""
+
+    TYPE: ClassVar[int] = 12
+    PHASE: ClassVar[str] = SESSION_COMMIT
+
+    recipient: int
+    commitments: Mapping[int, bytes]  # client -> H(client, nonce)
+
+    def _body(self) -> bytes:
+        table = _sized_table(self.commitments, DIGEST_BYTES, "the commitment of client")
+        return _U64.pack(self.recipient) + table
+
+    @classmethod
+    def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
+        return cls(round_id, sender, reader.u64(), reader.sized_table(DIGEST_BYTES))
+
+
+@dataclass(frozen=True)
+class SessionReveal(Message):
+    """The nonce behind the client's commitment, sent once it has seen every commitment."""
+
+    TYPE: ClassVar[int] = 13
+    PHASE: ClassVar[str] = SESSION_REVEAL
+
+    nonce: bytes
+
+    def _body(self) -> bytes:
+        _check_sized([(self.sender, self.nonce)], SESSION_NONCE_BYTES, "the nonce of client")
+        return self.nonce
+
+    @classmethod
+    def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
+        return cls(round_id, sender, reader.take(SESSION_NONCE_BYTES))
+
+
+@dataclass(frozen=True)
+class SessionNonces(Message):
+    """Every participant's revealed nonce: each client derives the session from them."""
+
+    TYPE: ClassVar[int] = 14
+    PHASE: ClassVar[str] = SESSION_REVEAL
+
+    recipient: int
+    nonces: Mapping[int, bytes]  # client -> nonce
+
+    def _body(self) -> bytes:
+        table = _sized_table(self.nonces, SESSION_NONCE_BYTES, "the nonce of client")
+        return _U64.pack(self.recipient) + table
+
+    @classmethod
+    def _parse(cls, reader: _Reader, round_id: int, sender: int) -> Self:
+        return cls(round_id, sender, reader.u64(), reader.sized_table(SESSION_NONCE_BYTES))
+
+
 def _word_dtype(bits: int) -> np.dtype:
     try:
         return prg.word_dtype(bits)
@@ -625,6 +710,8 @@ ServerMessage = (
     AdvertiseKeysRequest | KeyDirectory | ShareDelivery | ConsistencyRequest | UnmaskingRequest
 )
 ClientMessage = AdvertiseKeys | ShareKeys | MaskedInput | ConsistencyResponse | UnmaskingResponse
+SessionServerMessage = SessionCommitments | SessionNonces
+SessionClientMessage = SessionCommit | SessionReveal
 
 _TYPES: dict[int, type[Message]] = {
     cls.TYPE: cls
@@ -639,6 +726,10 @@ _TYPES: dict[int, type[Message]] = {
         ConsistencyResponse,
         UnmaskingRequest,
         UnmaskingResponse,
+        SessionCommit,
+        SessionCommitments,
+        SessionReveal,
+        SessionNonces,
     )
 }
 
@@ -665,6 +756,14 @@ def decode_server_message(data: bytes) -> ServerMessage:
     message = decode_message(data)
     if not isinstance(message, ServerMessage):
         raise TamperedMessageError(f"{type(message).__name__} is not a server-to-client message")
+    return message
+
+
+def decode_session_message(data: bytes) -> SessionServerMessage | SessionClientMessage:
+    """Parse a message of the run's session set-up."""
+    message = decode_message(data)
+    if not isinstance(message, SessionServerMessage | SessionClientMessage):
+        raise TamperedMessageError(f"{type(message).__name__} is not a session message")
     return message
 
 

@@ -45,8 +45,37 @@ probability <= n^2 rho^k. Requiring <= 2^-sigma:
     sigma = 40
 
 rho = 1 - t/n is the largest loss the round tolerates. This is a union bound, not the paper's
-exact constants, and it assumes the seed is unpredictable when clients are chosen; it is
-deliberately conservative.
+exact constants; it is deliberately conservative. It needs the ring to be unpredictable when
+clients are chosen: the ring is laid from the run's session (:mod:`secagg.masking.session`),
+a commit-reveal of fresh client nonces agreed after registration, which no party chooses.
+
+Colluders. A fraction gamma of the clients (``colluding_fraction``; C = floor(gamma n) stored
+as :attr:`MaskingParams.colluders`) may collude with the server. Two things they could do:
+
+- Read one input. If t_s - 1 of an honest client u's neighbours collude, the server drops u's
+  honest neighbours: u still sees t_s of its neighbourhood survive (itself and the
+  colluders), so it answers; b_u comes from the colluders' shares and u's own, the pair masks
+  with the dropped from the revealed keys, those with the colluders from the colluders
+  (tests/masking/test_masking_colluders.py; 21 colluders at n = 100, k = 42 on a ring they
+  could predict). Since the session fixes the ring only after the colluders are fixed, u's
+  colluding neighbours are hypergeometric (k draws from n - 1 holding C); the degree is
+  sized so that
+
+      (n - C) * P[Hypergeom(n - 1, C, k) >= t_s - 1]  <=  2^-sigma
+
+  (:func:`collusion_failure_bound`; on the complete graph: C <= t - 2). The automatic degree
+  meets it, and an explicit degree that does not is refused.
+- Sign two survivor sets. In a signed round colluders sign both of two sets that split the
+  honest clients; two sets gather t signatures when C >= 2t - n. Signed rounds refuse such
+  parameters (raise t).
+
+What colluders still get, by design of the ring: a server that picks who drops can cut an
+arc of t_s honest clients off the rest by dropping the honest clients of its two k/2-wide
+margins, while a colluder in each margin keeps the survivors connected: it learns that arc's
+sum, t_s honest inputs instead of t (tests/masking/test_masking_colluders.py). Closing that
+needs every holder to check the owner's neighbourhood against a threshold above
+k/2 + 1 + (colluders in any k/2 consecutive positions), which at gamma = 0.1 and 30 % loss
+costs several times the degree; it is not built.
 
 Correctness: the round completes only if every neighbourhood whose secret must be recovered
 (b_u of each survivor, s_u of each dropped client) keeps at least t_s alive holders, which is
@@ -65,7 +94,7 @@ graph completion is exactly "at least t clients survive", which no degree can im
 p >= 1 - t/n no degree makes completion likely: the result is n - 1 and the round completes
 only when at least t clients happen to survive. p = 0 gives k_sec alone.
 
-E.g. t = 0.6 n (k_sec = 42 for n = 100, 46 for n = 1000, 52 for n = 10^4):
+E.g. t = 0.6 n and no colluders (k_sec = 42 for n = 100, 46 for n = 1000, 52 for n = 10^4):
 
     ============  ========  ========  ========
     dropout_rate  n = 100   n = 1000  n = 10^4
@@ -117,6 +146,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from scipy.special import bdtr
+from scipy.stats import hypergeom
 
 from secagg.crypto import prg
 from secagg.crypto.identity import IdentityDirectory
@@ -132,6 +162,9 @@ UNMASKING = "unmasking"
 #: Every phase in order; :attr:`MaskingParams.phases` drops ``consistency_check`` when the
 #: round runs without identity keys.
 PHASES = (ADVERTISE_KEYS, SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK, UNMASKING)
+#: The two phases of the run's session set-up (:mod:`secagg.masking.session`), before any round.
+SESSION_COMMIT = "session_commit"
+SESSION_REVEAL = "session_reveal"
 #: State of a party once the round is over (successfully or not).
 FINISHED = "finished"
 
@@ -144,6 +177,8 @@ SECURITY_BITS = 40
 CORRECTNESS_BITS = 20
 #: Fraction of clients a deployment expects to lose over the whole round (all phases).
 DEFAULT_DROPOUT_RATE = 0.1
+#: Fraction gamma of the clients assumed to collude with the server (docstring, "Colluders").
+DEFAULT_COLLUDING_FRACTION = 0.1
 #: Bytes of the MAC on relayed round keys (HMAC-SHA256, truncated: 128-bit forgery bound).
 TAG_BYTES = 16
 #: Bits of the masked group are limited by the mask word (uint64).
@@ -164,7 +199,7 @@ def completion_failure_bound(n: int, threshold: int, degree: int, dropout_rate: 
     neighbourhoods plus P[Bin(n, 1 - p) < t] (fewer than t survivors abort any round),
     capped at 1. On the complete graph: exactly P[Bin(n, 1 - p) < t].
     """
-    _check_dropout_rate(dropout_rate)
+    _check_fraction("dropout_rate", dropout_rate)
     too_few = float(bdtr(threshold - 1, n, 1 - dropout_rate))  # fewer than t survive at all
     if degree >= n - 1:
         return too_few
@@ -172,23 +207,52 @@ def completion_failure_bound(n: int, threshold: int, degree: int, dropout_rate: 
     return min(1.0, n * float(bdtr(t_s - 1, degree + 1, 1 - dropout_rate)) + too_few)
 
 
-def auto_degree(n: int, threshold: int, dropout_rate: float = DEFAULT_DROPOUT_RATE) -> int:
-    """The SecAgg+ degree for n clients, threshold t and expected loss (module docstring).
+def colluder_count(n: int, colluding_fraction: float) -> int:
+    """C = floor(gamma * n): the colluding clients a round is sized against."""
+    _check_fraction("colluding_fraction", colluding_fraction)
+    return math.floor(round(colluding_fraction * n, 9))
+
+
+def collusion_failure_bound(n: int, threshold: int, degree: int, colluders: int) -> float:
+    """Bound on the probability that some honest client has t_s - 1 colluding neighbours.
+
+    With that many (and the server dropping its honest neighbours) the colluders read its
+    input alone (module docstring, "Colluders"). The graph is drawn from the run's session,
+    which no party chooses, so the C colluders are a uniform C-subset of the other n - 1
+    clients as seen from each honest client: its colluding neighbours are hypergeometric.
+    Union bound over the n - C honest clients. On the complete graph every colluder is a
+    neighbour: 0 if C <= t - 2, else 1.
+    """
+    if degree >= n - 1:
+        return 0.0 if colluders <= threshold - 2 else 1.0
+    need = share_threshold(n, threshold, degree) - 1
+    tail = float(hypergeom.sf(need - 1, n - 1, colluders, degree))  # P[X >= need]
+    return min(1.0, (n - colluders) * tail)
+
+
+def auto_degree(
+    n: int,
+    threshold: int,
+    dropout_rate: float = DEFAULT_DROPOUT_RATE,
+    colluders: int = 0,
+) -> int:
+    """The SecAgg+ degree for n clients, threshold t, expected loss and C colluders.
 
     The smallest even k >= k_sec whose union-bound abort probability at ``dropout_rate`` is
-    at most 2^-CORRECTNESS_BITS; n - 1 (the complete graph) if none below n - 1 is.
+    at most 2^-CORRECTNESS_BITS and whose collusion bound is at most 2^-SECURITY_BITS; n - 1
+    (the complete graph) if none below n - 1 is (module docstring).
     """
-    _check_dropout_rate(dropout_rate)
+    _check_fraction("dropout_rate", dropout_rate)
     k_sec = security_degree(n, threshold)
     if k_sec >= n - 1 or dropout_rate >= 1 - threshold / n:
         return n - 1
-    if dropout_rate == 0:
-        return k_sec
     ks = np.arange(max(k_sec, 2), n - 1, 2)
     t_s = (ks + 1) // 2 + 1
     too_few = bdtr(threshold - 1, n, 1 - dropout_rate)  # no degree helps with this term
     failure = n * bdtr(t_s - 1, ks + 1, 1 - dropout_rate) + too_few  # binomial CDFs
-    ok = np.flatnonzero(failure <= 2.0**-CORRECTNESS_BITS)
+    exposed = (n - colluders) * hypergeom.sf(t_s - 2, n - 1, colluders, ks)
+    ok = np.flatnonzero(
+(failure <= 2.0**-CORRECTNESS_BITS) & (exposed <= 2.0**-SECURITY_BITS))
     return int(ks[ok[0]]) if ok.size else n - 1
 
 
@@ -202,13 +266,9 @@ def share_threshold(n: int, threshold: int, degree: int) -> int:
     return (degree + 1) // 2 + 1
 
 
-def _check_dropout_rate(dropout_rate: float) -> None:
-    if (
-        isinstance(dropout_rate, bool)
-        or not isinstance(dropout_rate, Real)
-        or not 0 <= dropout_rate < 1
-    ):
-        raise ProtocolError(f"dropout_rate must be a fraction in [0, 1), got {dropout_rate!r}")
+def _check_fraction(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value < 1:
+        raise ProtocolError(f"{name} must be a fraction in [0, 1), got {value!r}")
 
 
 def _int(name: str, value: object) -> int:
@@ -235,7 +295,7 @@ class MaskingParams:
     """The public parameters of one round; every client and the server hold the same copy.
 
     Build it with :meth:`create`; direct construction takes the resolved values (absolute
-    threshold, explicit degree) and validates them the same way.
+    threshold, explicit degree, colluder count) and validates them the same way.
     """
 
     client_ids: tuple[int, ...]
@@ -244,7 +304,15 @@ class MaskingParams:
     neighbors: int
     bits: int = 32
     round_id: int = 0
-    graph_seed: bytes = field(default=b"", repr=False)
+    #: The run's session (:mod:`secagg.masking.session`): fresh randomness no party chose. It
+    #: seeds the graph and enters :attr:`digest`, so every MAC and signature of the round
+    #: binds it and nothing signed in one run counts in another.
+    session: bytes = field(default=b"", repr=False)
+    #: C: clients assumed to collude with the server; the degree and t are checked against it.
+    colluders: int = 0
+    #: The survivor set reaches every client through a reliable broadcast channel (the chain),
+    #: so no client can be shown another set: the round may reveal pair-mask keys then.
+    broadcast: bool = False
     #: Identities of the clients (registered out of band). With them the round authenticates
     #: relayed keys and runs the signed consistency round; without them (None) the server is
     #: trusted not to tell different clients different survivor sets (honest-but-curious).
@@ -260,8 +328,10 @@ class MaskingParams:
         neighbors: int = 0,
         bits: int = 32,
         round_id: int = 0,
-        graph_seed: bytes = b"",
+        session: bytes = b"",
         dropout_rate: float = DEFAULT_DROPOUT_RATE,
+        colluding_fraction: float = DEFAULT_COLLUDING_FRACTION,
+        broadcast: bool = False,
         identities: IdentityDirectory | None = None,
     ) -> MaskingParams:
         """Resolve a fractional threshold and an automatic degree, then validate.
@@ -270,19 +340,22 @@ class MaskingParams:
         ``neighbors = 0`` picks k = O(log n) (see the module docstring), ``n - 1`` gives the
         complete graph of the original SecAgg. ``dropout_rate``, the fraction of clients the
         deployment expects to lose over the round, only affects the automatic degree; it is
-        not stored (the resulting k is, and the digest covers it).
+        not stored (the resulting k is, and the digest covers it). ``colluding_fraction`` is
+        gamma: floor(gamma n) colluders are stored, and both the degree and t must hold
+        against them.
         """
         ids = tuple(sorted(_int("client id", c) for c in client_ids))
         n = len(ids)
         if n < 2:
             raise ProtocolError(f"secure aggregation needs at least 2 clients, got {n}")
         t = _resolve_threshold(threshold, n)
-        _check_dropout_rate(dropout_rate)
+        _check_fraction("dropout_rate", dropout_rate)
+        colluders = colluder_count(n, colluding_fraction)
         k = _int("neighbors", neighbors)
         if k == 0:
             _check_threshold(t, n)
-            k = auto_degree(n, t, dropout_rate)
-        return cls(ids, dim, t, k, bits, round_id, graph_seed, identities)
+            k = auto_degree(n, t, dropout_rate, colluders)
+        return cls(ids, dim, t, k, bits, round_id, session, colluders, broadcast, identities)
 
     def __post_init__(self) -> None:
         ids = self.client_ids
@@ -309,8 +382,11 @@ class MaskingParams:
             raise ProtocolError(f"bits must be in [1, {MAX_BITS}], got {self.bits}")
         if not 0 <= _int("round_id", self.round_id) < 2**64:
             raise ProtocolError(f"round_id must be in [0, 2^64), got {self.round_id}")
-        if not isinstance(self.graph_seed, bytes):
-            raise ProtocolError(f"graph_seed must be bytes, got {type(self.graph_seed).__name__}")
+        if not isinstance(self.session, bytes):
+            raise ProtocolError(f"session must be bytes, got {type(self.session).__name__}")
+        if not isinstance(self.broadcast, bool):
+            raise ProtocolError(f"broadcast must be a bool, got {self.broadcast!r}")
+        self._check_colluders(n, k)
         if self.identities is not None:
             if not isinstance(self.identities, IdentityDirectory):
                 raise ProtocolError(
@@ -324,10 +400,40 @@ class MaskingParams:
                     "client of a signed round must be registered"
                 )
 
+    def _check_colluders(self, n: int, k: int) -> None:
+        """Refuse parameters under which C colluders could read one input (docstring)."""
+        c, t = _int("colluders", self.colluders), self.threshold
+        if not 0 <= c < n:
+            raise ProtocolError(f"colluders must be in [0, {n}), got {c}")
+        if self.identities is not None and c >= 2 * t - n:
+            raise ProtocolError(
+                f"{c} colluders can sign two survivor sets: with t = {t} of n = {n} the signed "
+                f"consistency round needs C < 2t - n = {2 * t - n}; raise the threshold to at "
+                f"least {(n + c) // 2 + 1} or lower the colluding fraction"
+            )
+        bound = collusion_failure_bound(n, t, k, c)
+        if bound > 2.0**-SECURITY_BITS:
+            raise ProtocolError(
+                f"with degree {k}, {c} colluders sit on t_s - 1 neighbours of some honest "
+                f"client with probability up to {bound:.3g} (> 2^-{SECURITY_BITS}), enough to "
+                "read its input; use neighbors = 0 (automatic) or a larger degree"
+                + ("" if k < n - 1 else f", or a threshold t >= {c + 2}")
+            )
+
     @property
     def signed(self) -> bool:
         """Whether the round runs the signed consistency round (identity keys are set)."""
         return self.identities is not None
+
+    @property
+    def reveals_pair_keys(self) -> bool:
+        """Whether survivors reveal their pair-mask keys with dropped neighbours.
+
+        Only where every client answers for one survivor set (signed, or read from a
+        broadcast channel): a server free to show different sets could ask a victim for its
+        keys with the neighbours it calls dropped and the others for b_victim.
+        """
+        return self.signed or self.broadcast
 
     @property
     def phases(self) -> tuple[str, ...]:
@@ -367,24 +473,26 @@ class MaskingParams:
 
     @cached_property
     def graph(self) -> NeighborGraph:
-        return harary_graph(self.client_ids, self.neighbors, self.graph_seed, self.round_id)
+        return harary_graph(self.client_ids, self.neighbors, self.session, self.round_id)
 
     @cached_property
     def digest(self) -> bytes:
         """SHA-256 of the parameters, so parties can check they run the same round."""
         h = hashlib.sha256(
             encode_context(
-                b"secagg/v1/params",
+                b"secagg/v2/params",
                 self.n,
                 self.dim,
                 self.threshold,
                 self.neighbors,
                 self.bits,
                 self.round_id,
-                len(self.graph_seed),
+                self.colluders,
+                int(self.broadcast),
+                len(self.session),
             )
         )
-        h.update(self.graph_seed)
+        h.update(self.session)
         h.update(b"".join(c.to_bytes(8, "big") for c in self.client_ids))
         # The PKI is part of the round: a client never signs for a round run under other keys.
         if self.identities is not None:

@@ -297,6 +297,11 @@ class MaskingServer:
             (message.key_shares, self._to_recover & holds, "key shares", "dropped"),
             (message.pair_keys, self._to_recover & holds, "pair-mask keys", "dropped"),
         )
+        if message.pair_keys and not self.params.reveals_pair_keys:
+            raise ProtocolError(
+                f"client {sender} revealed pair-mask keys in a round whose survivor set is "
+                "neither signed nor broadcast; the response is ignored"
+            )
         for shares, allowed, what, group in asked:
             extra = shares.keys() - allowed
             if extra:

@@ -26,7 +26,12 @@ reveal b_u (u survived, in their view) never reveal their key with u, and b_u ne
 strict majority of u's neighbourhood, so the keys of that majority must come from
 rebuilding their own s_v, i.e. from a majority of *their* holders calling them dropped:
 the attack of lying about whole neighbourhoods, which the signed survivor set stops
-(tests/masking/test_masking_privacy.py, test_masking_attacks.py).
+(tests/masking/test_masking_privacy.py, test_masking_attacks.py). Hence keys are revealed
+only where every client answers for one survivor set (:attr:`MaskingParams.reveals_pair_keys`:
+signed, or read from the chain). Unsigned, the victim itself would be the leak: told that
+one side of its neighbours dropped, it reveals its keys with them, while that side is told
+it survived (b_u) and the other side that it dropped (their keys with it): three views read
+x_u (tests/masking/test_masking_session.py).
 
 Cost. Shares are held as arrays (:class:`RevealedShares`: 36 bytes per share, no Python
 object each); a secret is rebuilt with one Lagrange vector per distinct set of t_s holders

@@ -16,6 +16,7 @@ from secagg.crypto.identity import IdentityDirectory, IdentityKey
 from secagg.errors import ConfigError, ProtocolError, QuantizationError
 from secagg.masking.driver import run_round
 from secagg.masking.params import MaskingParams
+from secagg.masking.session import Session, SessionClient, establish_session
 from secagg.protection.base import SumOutcome
 from secagg.protection.dropout import DropoutSchedule
 
@@ -37,10 +38,13 @@ class MaskingSum:
         seed: int,
         ledger: LedgerSession | None = None,
         identities: IdentityDirectory | None = None,
+        session: Session | None = None,
     ) -> None:
         """``identities``: the clients' registered identities, when their keys live
         elsewhere (a deployment: each node holds its own private key); by default a signed
-        run generates every client's key pair here (a simulation)."""
+        run generates every client's key pair here (a simulation). ``session``: the run's
+        session when the clients agreed it elsewhere (a deployment); by default the clients
+        agree one here (:func:`~secagg.masking.session.establish_session`)."""
         pt = config.protection
         self.ledger = ledger
         self.client_ids = client_ids
@@ -49,6 +53,7 @@ class MaskingSum:
         n = len(client_ids)
         self.neighbors = (n - 1) if pt.mode == "secagg" else pt.neighbors
         self.threshold: float | int = pt.threshold if pt.threshold < 1 else int(pt.threshold)
+        self.colluding_fraction = pt.max_colluding_fraction
         try:
             self.spec = QuantizationSpec(bits=pt.bits, clip=pt.clip_range, max_clients=n)
         except QuantizationError as exc:
@@ -63,20 +68,25 @@ class MaskingSum:
                 self.directory = identities
             else:
                 self.directory, self.identity_keys = IdentityDirectory.generate(client_ids)
+        # The run's session: every client of the simulation takes part in the set-up, and each
+        # round is opened through its own SessionClient (one round id once, in order).
+        self.session_clients: dict[int, SessionClient] = {}
+        if session is None:
+            self.session_clients = establish_session(client_ids)
+            session = next(iter(self.session_clients.values())).session
+            assert session is not None
+        self.session = session
         # Size the SecAgg+ graph for the dropout this run will see: the expected rate, or the
         # simulated one compounded over its phases, whichever is larger.
         simulated = 1 - (1 - pt.dropout) ** len(pt.dropout_phases)
         self.dropout_rate = max(pt.expected_dropout, simulated)
         try:  # the protocol's own checks of t and k against n, before any client trains
-            self._params(0)
+            self.params(0)
         except ProtocolError as exc:
             raise ConfigError(f"protection: {exc}") from None
 
-    def _params(self, round_idx: int) -> MaskingParams:
-        return self.params(round_idx)
-
     def params(self, round_idx: int) -> MaskingParams:
-        """Round ``round_idx``'s public parameters: the same wherever the run's config is."""
+        """Round ``round_idx``'s public parameters: the same wherever the run's session is."""
         return MaskingParams.create(
             self.client_ids,
             self.dim,
@@ -84,14 +94,16 @@ class MaskingSum:
             neighbors=self.neighbors,
             bits=self.spec.bits,
             round_id=round_idx,
-            graph_seed=f"secagg-graph/{self.seed}".encode(),
+            session=self.session.value,
             dropout_rate=self.dropout_rate,
+            colluding_fraction=self.colluding_fraction,
+            broadcast=self.ledger is not None,
             identities=self.directory,
         )
 
     def public_record(self, round_idx: int) -> dict[str, Any]:
         """What an auditor needs to replay the round's unmasking: the public parameters."""
-        p = self._params(round_idx)
+        p = self.params(round_idx)
         return {
             "client_ids": list(p.client_ids),
             "dim": p.dim,
@@ -99,7 +111,9 @@ class MaskingSum:
             "neighbors": p.neighbors,
             "bits": p.bits,
             "round_id": p.round_id,
-            "graph_seed": p.graph_seed.hex(),
+            "colluders": p.colluders,
+            "broadcast": p.broadcast,
+            "session": self.session.record(),
             "clip": self.spec.clip,
         }
 
@@ -130,7 +144,12 @@ class MaskingSum:
         params = self.params(round_idx)
         board = None if self.ledger is None else self.ledger.masking_board(round_idx, params.graph)
         result = run_round(
-            inputs, params, dropouts=schedule.by_phase, identities=self.identity_keys, board=board
+            inputs,
+            params,
+            dropouts=schedule.by_phase,
+            identities=self.identity_keys,
+            board=board,
+            sessions=self.session_clients or None,
         )
         sent = list(result.bytes_sent.values())
         return self.outcome(

@@ -48,7 +48,7 @@ def Round(
 ) -> HonestRound:
     """The shared honest round with this module's round id, dimension and input seed."""
     return HonestRound(
-        n, neighbors, threshold, round_id=ROUND, dim=8, seed=0, graph_seed=b"g", signed=signed
+        n, neighbors, threshold, round_id=ROUND, dim=8, seed=0, session=b"g", signed=signed
     )
 
 

@@ -24,6 +24,7 @@ from secagg.masking import params as params_module
 from secagg.masking.graph import harary_graph
 from secagg.masking.params import (
     CORRECTNESS_BITS,
+    DEFAULT_COLLUDING_FRACTION,
     DEFAULT_DROPOUT_RATE,
     MASKED_INPUT,
     auto_degree,
@@ -40,7 +41,9 @@ def test_correctness_parameter_and_default_dropout_rate() -> None:
     assert CORRECTNESS_BITS == 20
     assert DEFAULT_DROPOUT_RATE == 0.1
     assert auto_degree(1000, 600) == auto_degree(1000, 600, DEFAULT_DROPOUT_RATE)
-    assert MaskingParams.create(range(1000), 1).neighbors == auto_degree(1000, 600, 0.1)
+    # gamma = 0.1: 100 of 1,000 clients may collude, which raises k from 46 at 10 % loss
+    assert DEFAULT_COLLUDING_FRACTION == 0.1
+    assert MaskingParams.create(range(1000), 1).neighbors == auto_degree(1000, 600, 0.1, 100)
 
 
 @pytest.mark.parametrize(("n", "t"), SIZES)
@@ -106,9 +109,14 @@ def test_dropout_rate_must_be_a_fraction_below_one(rate: object) -> None:
 
 
 def test_dropout_rate_only_matters_for_the_automatic_degree() -> None:
-    explicit = [MaskingParams.create(range(100), 4, neighbors=20, dropout_rate=p) for p in (0, 0.3)]
+    explicit = [
+        MaskingParams.create(range(100), 4, neighbors=20, dropout_rate=p, colluding_fraction=0)
+        for p in (0, 0.3)
+    ]
     assert explicit[0] == explicit[1]
-    auto = [MaskingParams.create(range(1000), 4, dropout_rate=p) for p in (0, 0.3)]
+    auto = [
+        MaskingParams.create(range(1000), 4, dropout_rate=p, colluding_fraction=0) for p in (0, 0.3)
+    ]
     assert [a.neighbors for a in auto] == [46, 206]
     assert auto[0].digest != auto[1].digest  # through k, which the digest covers
 

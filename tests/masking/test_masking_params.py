@@ -61,17 +61,24 @@ def test_threshold_must_be_a_strict_majority_count_or_fraction(threshold: object
 
 def test_auto_degree_grows_logarithmically_and_is_even() -> None:
     sizes = (100, 1000, 10_000)
-    # security alone (no dropout expected): the connectivity bound
-    secure = {n: MaskingParams.create(range(n), 1, dropout_rate=0).neighbors for n in sizes}
+
+    def degrees(**kwargs: float) -> dict[int, int]:
+        return {n: MaskingParams.create(range(n), 1, **kwargs).neighbors for n in sizes}
+
+    # security alone (no dropout expected, no colluders): the connectivity bound
+    secure = degrees(dropout_rate=0, colluding_fraction=0)
     assert secure == {100: 42, 1000: 46, 10_000: 52}
-    # the default also keeps rounds completing when 10% of the clients drop
-    # (with a majority t_s, 10 % loss needs no more than security does)
-    degrees = {n: MaskingParams.create(range(n), 1).neighbors for n in sizes}
-    assert degrees == {100: 42, 1000: 46, 10_000: 52}
-    # 30 % loss: k ~ 200, not the near-complete 792 of a t_s tied to t = 0.6 n
-    lossy = {n: MaskingParams.create(range(n), 1, dropout_rate=0.3).neighbors for n in sizes}
+    # 10 % loss needs no more than security does (with a majority t_s) ...
+    assert degrees(colluding_fraction=0) == secure
+    # ... but the default gamma = 0.1 does: 100 colluders of 1,000 must not hold t_s - 1 of
+    # any honest client's neighbours
+    assert degrees() == {100: 42, 1000: 58, 10_000: 68}
+    # 30 % loss: k ~ 200, not the near-complete 792 of a t_s tied to t = 0.6 n; gamma = 0.1
+    # costs nothing more there
+    lossy = degrees(dropout_rate=0.3)
+    assert lossy == degrees(dropout_rate=0.3, colluding_fraction=0)
     assert lossy == {100: 99, 1000: 206, 10_000: 232}
-    assert all(k % 2 == 0 for k in (*secure.values(), *degrees.values()))
+    assert all(k % 2 == 0 for k in (*secure.values(), *degrees().values()))
     # the security formula from the params docstring, spelled out
     n, t = 1000, 600
     rho = 1 - t / n
@@ -89,11 +96,14 @@ def test_auto_degree_falls_back_to_the_complete_graph_for_small_n() -> None:
 def test_per_neighbourhood_threshold() -> None:
     complete = MaskingParams.create(range(10), 4, threshold=7, neighbors=9)
     assert complete.share_threshold == 7  # original SecAgg: t of the n holders
-    sparse = MaskingParams.create(range(100), 4, threshold=60, neighbors=20)
+    sparse = MaskingParams.create(range(100), 4, threshold=60, neighbors=20, colluding_fraction=0)
     assert sparse.share_threshold == 11  # a strict majority of the k + 1 = 21 holders
     # ... whatever the global threshold: t no longer sizes the neighbourhoods
     for t in (51, 60, 90):
-        assert MaskingParams.create(range(100), 4, threshold=t, neighbors=20).share_threshold == 11
+        params = MaskingParams.create(
+            range(100), 4, threshold=t, neighbors=20, colluding_fraction=0
+        )
+        assert params.share_threshold == 11
     # a strict majority of each neighbourhood, so one holder set cannot serve both secrets
     for params in (complete, sparse):
         assert 2 * params.share_threshold > params.neighbors + 1
@@ -129,7 +139,7 @@ def test_odd_complete_degree_is_allowed() -> None:
         ({"bits": 0}, "bits"),
         ({"bits": 65}, "bits"),
         ({"round_id": -1}, "round_id"),
-        ({"graph_seed": "seed"}, "graph_seed"),
+        ({"session": "seed"}, "session"),
         ({"dropout_rate": 1.0}, "dropout_rate"),
         ({"dropout_rate": -0.5}, "dropout_rate"),
     ],
@@ -150,7 +160,7 @@ def test_digest_changes_with_every_parameter() -> None:
         MaskingParams.create([1, 2, 3], 4, threshold=3),
         MaskingParams.create([1, 2, 3], 4, bits=16),
         MaskingParams.create([1, 2, 3], 4, round_id=1),
-        MaskingParams.create([1, 2, 3], 4, graph_seed=b"x"),
+        MaskingParams.create([1, 2, 3], 4, session=b"x"),
     ]
     assert len({base.digest, *(v.digest for v in variants)}) == 7
     assert MaskingParams.create([3, 2, 1], 4).digest == base.digest  # order does not matter

@@ -107,7 +107,8 @@ def rounds(draw: st.DrawFn) -> tuple[MaskingParams, dict[str, set[int]], int]:
         neighbors=degree,
         bits=draw(st.sampled_from(BITS)),
         round_id=draw(st.integers(0, 2**64 - 1)),
-        graph_seed=draw(st.binary(max_size=8)),
+        session=draw(st.binary(max_size=8)),
+        colluding_fraction=0.0,  # any degree: these rounds test the protocol, not gamma
         identities=DIRECTORY if draw(st.booleans()) else None,
     )
     alive = list(params.client_ids)
@@ -165,7 +166,12 @@ def test_complete_graph_succeeds_exactly_when_t_clients_remain(n: int, data: st.
     threshold = data.draw(st.integers(n // 2 + 1, n))
     identities = DIRECTORY if data.draw(st.booleans()) else None
     params = MaskingParams.create(
-        range(n), 3, threshold=threshold, neighbors=n - 1, identities=identities
+        range(n),
+        3,
+        threshold=threshold,
+        neighbors=n - 1,
+        colluding_fraction=0.0,
+        identities=identities,
     )
     assert params.share_threshold == params.threshold
     alive = set(range(n))
@@ -287,7 +293,14 @@ def test_sum_of_included_inputs_or_abort_with_thousands_of_clients(
     rng = np.random.default_rng(seed)
     ids = sorted({int(c) for c in rng.integers(0, 2**40, 2 * n)})[:n]  # spread-out ids
     params = MaskingParams.create(
-        ids, 8, threshold=0.6, neighbors=degree, bits=32, round_id=seed, dropout_rate=0.1
+        ids,
+        8,
+        threshold=0.6,
+        neighbors=degree,
+        bits=32,
+        round_id=seed,
+        dropout_rate=0.1,
+        colluding_fraction=0.0,
     )
     assert 2 * params.share_threshold > params.neighbors + 1 >= 2 * (params.share_threshold - 1)
     lost = rng.random(n) < loss

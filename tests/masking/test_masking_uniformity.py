@@ -60,7 +60,7 @@ def _round(monkeypatch: pytest.MonkeyPatch, bits: int, round_id: int) -> HonestR
     with monkeypatch.context() as patch:
         patch.setattr(honest_round, "MaskingParams", Params)
         patch.setattr(honest_round, "MaskingClient", client)
-        r = HonestRound(5, round_id=round_id, dim=DIM, seed=round_id, graph_seed=b"uniformity")
+        r = HonestRound(5, round_id=round_id, dim=DIM, seed=round_id, session=b"uniformity")
     assert r.params.bits == bits
     return r
 
@@ -136,7 +136,7 @@ def test_opposite_inputs_give_identically_distributed_masked_inputs(
 
 def test_masked_input_is_uncorrelated_with_and_independent_of_the_input() -> None:
     # Plain HonestRound: 32 bits, uniformly random inputs.
-    r = HonestRound(5, round_id=7, dim=DIM, seed=7, graph_seed=b"uniformity")
+    r = HonestRound(5, round_id=7, dim=DIM, seed=7, session=b"uniformity")
     for client, reply in _masked_inputs(r).items():
         x, y = r.inputs[client], _masked(reply, r)
         correlation = pearsonr(x.astype(np.float64), y.astype(np.float64))

@@ -15,7 +15,9 @@ class HonestRound:
     """n honest clients and a server; the test decides who stays silent in each phase.
 
     ``signed`` (the default) gives every client an identity key, so the round runs
-    the consistency phase between ``masked_input`` and ``unmasking``.
+    the consistency phase between ``masked_input`` and ``unmasking``. The parameters assume no
+    colluders (``colluding_fraction``) unless asked: these rounds test the protocol's rules,
+    and tests/masking/test_masking_colluders.py tests the sizing against gamma.
     """
 
     def __init__(
@@ -27,8 +29,9 @@ class HonestRound:
         round_id: int,
         dim: int = 8,
         seed: int = 0,
-        graph_seed: bytes = b"",
+        session: bytes = b"",
         signed: bool = True,
+        colluding_fraction: float = 0.0,
     ) -> None:
         directory, self.identities = IdentityDirectory.generate(range(n))
         self.params = MaskingParams.create(
@@ -37,7 +40,8 @@ class HonestRound:
             threshold=threshold,
             neighbors=neighbors,
             round_id=round_id,
-            graph_seed=graph_seed,
+            session=session,
+            colluding_fraction=colluding_fraction,
             identities=directory if signed else None,
         )
         rng = np.random.default_rng(seed)
