@@ -182,8 +182,8 @@ def test_one_lying_client_sets_the_mean_anywhere_in_the_clip_range_whatever_its_
 ) -> None:
     """A clinic of weight share 0.002 puts every coordinate of the mean on ±c, a shift of
     0.92-1.06 c (461-531 times the c·w/W an honest clinic can cause), and is accepted: its
-    vector is hundreds of times its own range, which nothing on the sum can see. One step
-    past ±c is rejected: the bound is exactly the clip range, whatever the liar's weight."""
+    vector is hundreds of times its own range, which nothing on the sum can see. Aiming
+    0.1 % past ±c is rejected: the bound is exactly the clip range, whatever the weight."""
     p, c = protection, protection.clip
     p.honest()
     honest = _accepted(p, 0)
