@@ -31,6 +31,11 @@ class CryptoError(SecAggError):
     """A cryptographic operation failed (bad key, bad share set, failed authentication)."""
 
 
+class UnregisteredWeightError(SecAggError):
+    """A client declared a FedAvg weight its registration does not cover: more training
+    samples than it registered, a count that is not a positive number, or no registration."""
+
+
 class AggregateRejectedError(SecAggError):
     """A decoded aggregate fails its checks (declared weights, value range): the round is
     rejected and the model kept, because a malicious client can encode anything it likes."""

@@ -15,6 +15,11 @@ slack per client on top, as the specification asks:
     levels = min(floor((2^(b-1) - 1) / max_clients) - 1, 2^52)      scale = levels / clip
     => max_clients * (clip * scale + 1) <= 2^(b-1) - 1 < 2^(b-1)
 
+The headroom keeps *honest* sums from wrapping; it is no check on a summand. A client that
+skips the clamp can send any group element, and the decoded sum shows only the sum: a summand
+far outside [-levels, levels] that the others' values bring back inside passes unseen (see
+:mod:`secagg.aggregation.fedavg` for why no check on the sum can see it).
+
 The cap 2^52 matters only for b > 53: float64 inputs carry no more resolution than that, and it
 keeps every intermediate (scaled value, floor, fraction) exact in float64. A spec with
 ``levels < 1`` (the quantisation step would exceed the clip range) is refused with the smallest

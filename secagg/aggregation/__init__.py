@@ -4,6 +4,7 @@ A rule turns the clients' updates into one global update. FedAvg needs only a we
 it also runs under secure aggregation; robust rules (Krum, median, ...) need every individual
 update and therefore plaintext mode — :attr:`AggregationRule.needs_individual_updates` says which.
 Norm bounding is linear after clipping, so it can run under masking if clients clip first.
+Weights are sample counts capped at the ones clients registered (:class:`SampleRegistry`).
 """
 
 from secagg.aggregation.base import RULE_PARAMS, AggregationRule, make_rule, rule_from_config
@@ -13,9 +14,11 @@ from secagg.aggregation.fedavg import FedAvg
 from secagg.aggregation.fltrust import FLTrust
 from secagg.aggregation.krum import Krum, MultiKrum
 from secagg.aggregation.norm_bound import NormBound
+from secagg.aggregation.sample_counts import AdmittedWeights, SampleRegistry
 
 __all__ = [
     "RULE_PARAMS",
+    "AdmittedWeights",
     "AggregationRule",
     "CenteredClipping",
     "CoordinateMedian",
@@ -24,6 +27,7 @@ __all__ = [
     "Krum",
     "MultiKrum",
     "NormBound",
+    "SampleRegistry",
     "TrimmedMean",
     "make_rule",
     "rule_from_config",

@@ -6,19 +6,29 @@ Protection modes: all of them, with one condition. After clipping the rule is a 
 which is linear, so it needs only the sum (``needs_individual_updates = False``). But clipping
 itself needs the individual update: under ``secagg``/``secagg+``/``ckks``/``paillier`` it must
 run on the client (:meth:`NormBound.clip_update`, before encoding), and the server cannot check
-that it did — a malicious client can skip it, and only the hiding modes' range check on the
-mean (``FedAvg.finalize``) then limits it. In mode ``none`` the server clips every update
-itself in :meth:`NormBound.aggregate`, so there it holds against every client.
+that it did. A malicious client can skip it; what the server can check is that the *mean* is
+one clipped clients could produce (:meth:`NormBound.check_mean`: norm <= ``max_norm``, besides
+FedAvg's [-c, c]), so a liar moves the mean anywhere in that ball and no further. In mode
+``none`` the server clips every update itself in :meth:`NormBound.aggregate`, so there it holds
+against every client.
+
+Weights. The mean is weighted by sample counts, and a count is the client's word: one client
+declaring 10^6 samples beside hospitals of 100 would move the model by nearly ``max_norm``
+alone. The engine therefore caps every declaration at the count the client registered
+(:class:`~secagg.aggregation.sample_counts.SampleRegistry`); a caller of :meth:`aggregate`
+must pass registered (or capped) counts, never raw declarations.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from secagg.aggregation.base import check_updates, require_real
 from secagg.aggregation.fedavg import FedAvg
+from secagg.errors import AggregateRejectedError
 
 
 class NormBound:
@@ -51,6 +61,23 @@ class NormBound:
         clipped: np.ndarray = x64.astype(dtype)
         return clipped
 
+    def check_mean(self, mean: np.ndarray, error: float) -> None:
+        """A hidden sum's mean must have norm <= ``max_norm`` (``error`` per coordinate).
+
+        A weighted mean of vectors of norm <= ``max_norm`` has norm <= ``max_norm``, so a
+        larger one means a client skipped its clipping:
+        :class:`~secagg.errors.AggregateRejectedError`, the round is rejected.
+        """
+        norm = float(np.linalg.norm(np.asarray(mean, dtype=np.float64)))
+        slack = error * math.sqrt(np.size(mean))
+        if not norm <= self.max_norm + slack:  # NaN counts as outside
+            raise AggregateRejectedError(
+                f"the aggregated mean has L2 norm {norm:.6g}, above aggregation.max_norm = "
+                f"{self.max_norm:g} (+ {slack:.2g} decoding error); clients clip their updates "
+                "to max_norm, so one skipped it and the round is rejected"
+            )
+
     def aggregate(self, updates: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+        """Clip every update to ``max_norm``, then FedAvg with ``weights`` (registered counts)."""
         check_updates(updates, weights)
         return self._fedavg.aggregate([self.clip_update(u) for u in updates], weights)

@@ -10,10 +10,7 @@ Every hiding mode is a :class:`~secagg.protection.base.SecureSum` wrapped in
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from secagg.aggregation import AggregationRule, FedAvg
 from secagg.aggregation.norm_bound import NormBound
@@ -42,18 +39,17 @@ SECURE_SUMS: dict[str, type[MaskingSum] | type[HESum]] = {
 MODES = ("none", *SECURE_SUMS)
 
 
-def hiding_rule(
-    config: Config, rule: AggregationRule
-) -> tuple[FedAvg, Callable[[np.ndarray], np.ndarray] | None]:
-    """The linear rule a hiding mode sums with, and the clipping each client applies first.
+def hiding_rule(config: Config, rule: AggregationRule) -> tuple[FedAvg, NormBound | None]:
+    """The linear rule a hiding mode sums with, and the norm bound clients clip to first.
 
     Refuses rules that need every individual update (they cannot run on a hidden sum).
     """
     mode = config.protection.mode
-    client_clip = None
+    norm_bound = None
     if isinstance(rule, NormBound):
-        # Linear after clipping: each client clips its own update, the sum is FedAvg's.
-        client_clip, rule = rule.clip_update, FedAvg()
+        # Linear after clipping: each client clips its own update, the sum is FedAvg's, and
+        # the server checks the mean's norm.
+        norm_bound, rule = rule, FedAvg()
     if rule.needs_individual_updates or not isinstance(rule, FedAvg):
         raise ConfigError(
             f"aggregation.rule = {rule.name!r} needs every individual update, which "
@@ -62,7 +58,7 @@ def hiding_rule(
         )
     if mode not in SECURE_SUMS:
         raise ConfigError(f"protection.mode = {mode!r} is not one of: {', '.join(MODES)}")
-    return rule, client_clip
+    return rule, norm_bound
 
 
 def make_protection(
@@ -87,13 +83,13 @@ def make_protection(
     mode = config.protection.mode
     if mode == "none":
         return PlainProtection(rule)
-    linear, client_clip = hiding_rule(config, rule)
+    linear, norm_bound = hiding_rule(config, rule)
     secure_sum: MaskingSum | HESum
     if mode in MaskingSum.MODES:
         secure_sum = MaskingSum(config, client_ids, dim + 1, seed, ledger, identities)
     else:
         secure_sum = HESum(config, client_ids, dim + 1, seed, ledger, he_public_key)
-    return HiddenFedAvg(mode, linear, secure_sum, config.protection.clip_range, client_clip)
+    return HiddenFedAvg(mode, linear, secure_sum, config.protection.clip_range, norm_bound)
 
 
 __all__ = [

@@ -8,14 +8,19 @@ aggregation rule (:meth:`~secagg.aggregation.FedAvg.encode` / ``finalize``), so 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from secagg.aggregation import FedAvg
-from secagg.errors import AggregateRejectedError, BelowThresholdError, CryptoError
+from secagg.aggregation import FedAvg, NormBound
+from secagg.errors import (
+    AggregateRejectedError,
+    BelowThresholdError,
+    CryptoError,
+    TamperedMessageError,
+)
 from secagg.protection.dropout import DropoutSchedule
 
 
@@ -79,9 +84,13 @@ class SecureSum(Protocol):
 class HiddenFedAvg:
     """FedAvg over a :class:`SecureSum`: encode, sum without looking, check, average.
 
-    Sample counts are declared in the clear (they are the FedAvg weights); what each client
-    encodes is hidden, so the decoded sum is checked against the declarations
-    (:meth:`FedAvg.finalize`). :meth:`encode` is the client's side: attacks override it.
+    Sample counts are declared in the clear (they are the FedAvg weights, capped at the
+    registered counts before they get here); what each client encodes is hidden, so the
+    decoded sum is checked against the declarations (:meth:`FedAvg.finalize`) and, under
+    norm bounding, against ``max_norm`` (:meth:`NormBound.check_mean`). These checks accept
+    exactly the sums honest clients can produce, so one lying client can still put the mean
+    anywhere in that set (see :mod:`secagg.aggregation.fedavg`). :meth:`encode` is the
+    client's side: attacks override it.
     """
 
     def __init__(
@@ -90,23 +99,23 @@ class HiddenFedAvg:
         rule: FedAvg,
         secure_sum: SecureSum,
         clip: float,
-        client_clip: Callable[[np.ndarray], np.ndarray] | None = None,
+        norm_bound: NormBound | None = None,
     ) -> None:
         self.name = name
         self.rule = rule
         self.secure_sum = secure_sum
         self.clip = clip
-        #: A defence that runs on the client before hiding (norm bounding): the server cannot
-        #: check it was applied; the aggregate checks still bound what a client can do.
-        self.client_clip = client_clip
+        #: Norm bounding under hiding: each client clips its own update before encoding (the
+        #: server cannot check it did); the server checks the mean's norm.
+        self.norm_bound = norm_bound
 
     def public_record(self, round_idx: int) -> dict[str, Any]:
         return {"mode": self.name, **self.secure_sum.public_record(round_idx)}
 
     def encode(self, client: int, update: np.ndarray, weight: float, round_idx: int) -> np.ndarray:
         """What one client hands to the protection: ``[w * clip(update), w * c]``."""
-        if self.client_clip is not None:
-            update = self.client_clip(update)
+        if self.norm_bound is not None:
+            update = self.norm_bound.clip_update(update)
         return self.rule.encode(update, weight, self.clip)
 
     @staticmethod
@@ -123,10 +132,11 @@ class HiddenFedAvg:
     def conclude(self, outcome: SumOutcome, declared: Mapping[int, float]) -> AggregateOutcome:
         """The server's side after the sum: check it against the declarations, average."""
         included = outcome.included
+        weight = sum(declared[c] for c in included)
         try:
-            mean = self.rule.finalize(
-                outcome.total, self.clip, sum(declared[c] for c in included), outcome.error
-            )
+            mean = self.rule.finalize(outcome.total, self.clip, weight, outcome.error)
+            if self.norm_bound is not None:
+                self.norm_bound.check_mean(mean, outcome.error / weight)
         except AggregateRejectedError as exc:
             return AggregateOutcome(None, included, f"{type(exc).__name__}: {exc}", outcome.stats)
         return AggregateOutcome(mean.astype(np.float32), included, stats=outcome.stats)
@@ -142,7 +152,9 @@ class HiddenFedAvg:
         encodings = {c: self.encode(c, updates[c], declared[c], round_idx) for c in updates}
         try:
             outcome = self.secure_sum.sum(encodings, schedule, round_idx)
-        except (BelowThresholdError, CryptoError) as exc:
-            # Too few survivors, or secrets beyond correction: the round reveals nothing.
+        except (BelowThresholdError, CryptoError, TamperedMessageError) as exc:
+            # Too few survivors, secrets beyond correction, or a sum that does not decode (a
+            # Paillier slot beyond what the summands can hold: one client's out-of-range
+            # plaintext): the round is rejected, not the run.
             return self.aborted(exc)
         return self.conclude(outcome, declared)

@@ -11,13 +11,14 @@ cancel exactly they do not change the result.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from secagg.aggregation import SampleRegistry
 from secagg.aggregation.fltrust import FLTrust
 from secagg.config import Config, PrivacySection
 from secagg.data import ClientData, FederatedDataset
@@ -69,6 +70,8 @@ class RoundRecord:
     seconds: float
     protection: dict[str, Any] = field(default_factory=dict)
     ledger: dict[str, Any] = field(default_factory=dict)
+    #: client name -> why its declared sample count was replaced by its registered one
+    weights_capped: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -150,6 +153,7 @@ def round_record(
     dropped: dict[str, list[int]],
     names: list[str],
     seconds: float,
+    weights_capped: Mapping[int, str] | None = None,
 ) -> RoundRecord:
     """The record of one finished round, as ``metrics.json`` holds it (ids become names)."""
     return RoundRecord(
@@ -164,6 +168,7 @@ def round_record(
         aborted=outcome.aborted_reason,
         seconds=seconds,
         protection=outcome.stats,
+        weights_capped={names[i]: why for i, why in (weights_capped or {}).items()},
     )
 
 
@@ -233,6 +238,8 @@ def run_simulation(
         config, rule, ids, params.size, derive_seed(seed, SEED_PROTECTION), ledger
     )
     clients = client_infos(data.clients, trainers)
+    # Sample counts are fixed at setup: a round's declaration above them is capped.
+    registry = SampleRegistry({i: c.train_samples for i, c in zip(ids, clients, strict=True)})
     initial = evaluate(global_model, data.X_test, data.y_test)
     result = SimulationResult(
         config, data.task, clients, [], initial, params, Path(output_dir) if output_dir else None
@@ -262,6 +269,8 @@ def run_simulation(
                 weights[i] = float(local.num_samples)
                 train_losses.append(local.train_loss)
                 epsilons[names[i]] = local.epsilon
+            admitted = registry.admit(weights)
+            weights = admitted.weights
             schedule = draw_schedule(
                 ids,
                 config.protection.dropout,
@@ -288,6 +297,7 @@ def run_simulation(
                 schedule.by_phase,
                 names,
                 time.perf_counter() - start,
+                admitted.capped,
             )
             if ledger is not None:
                 record.ledger = ledger.round_finished(r, outcome.update, outcome.included)

@@ -1,8 +1,11 @@
 """FedAvg: the plaintext mean, and the encode/finalize pair every hiding mode sums through.
 
-``finalize`` is where a hidden sum is checked: a client that lies about its weight, or puts
-values outside the clip range, gets the round rejected; one that stays inside the range does
-not, and these tests say by how much it can move the mean.
+``finalize`` is where a hidden sum is checked, and it sees only the sum: a lie that makes the
+sum one honest clients could not produce (a weight coordinate other than the declared total, a
+mean outside [-c, c]) rejects the round; any other lie passes. A client whose encoding stays in
+its own range adds at most c·w/W to the mean; one outside it can put the mean anywhere in
+[-c, c], whatever its weight (measured per protection mode in
+``tests/protection/test_protection_lying_client.py``).
 """
 
 from __future__ import annotations
@@ -93,44 +96,92 @@ def test_a_total_must_have_a_weight_coordinate() -> None:
         RULE.finalize(np.ones(1), 1.0, 1.0, 0.0)
 
 
-HONEST_WEIGHT = 0.1  # four small hospitals beside one that claims weight 1
+HONEST_WEIGHT = 0.1  # four small hospitals beside a client of weight w
 SPEC = QuantizationSpec(bits=32, clip=1.0, max_clients=5)
 
 
-def _masked_total(liar: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """The dequantized sum of 4 honest encodings (small updates) and the liar's; declared W."""
+def _unclamped(values: np.ndarray) -> np.ndarray:
+    """A liar's quantiser: its vector as group elements, not clamped to ±c."""
+    signed = np.rint(values * SPEC.scale).astype(np.int64)
+    return np.bitwise_and(signed, SPEC.modulus - 1).astype(SPEC.dtype)
+
+
+def _honest_sum() -> np.ndarray:
     rng = _rng(0)
-    honest = [
-        quantize(RULE.encode(rng.normal(0, 1e-3, 8), HONEST_WEIGHT, SPEC.clip), SPEC, rng)
-        for _ in range(4)
-    ]
-    total = dequantize(modular_sum([*honest, quantize(liar, SPEC, rng)], 32), SPEC)
-    return total, 4 * HONEST_WEIGHT + 1.0, error_bound(SPEC, 5)
+    return modular_sum(
+        [
+            quantize(RULE.encode(rng.normal(0, 1e-3, 8), HONEST_WEIGHT, SPEC.clip), SPEC, rng)
+            for _ in range(4)
+        ],
+        32,
+    )
 
 
-def test_a_client_that_encodes_a_weight_it_did_not_declare_is_caught() -> None:
-    # The attack of issue #6: it declares weight 1 but encodes -(sum of honest weights) + 1,
-    # so the decoded weight sum is 1 instead of 1.4 and the mean would grow 1.4-fold... or,
-    # with a sum near zero, a mean of 1e-3 would become 1e8.
+def _masked_total(liar: np.ndarray) -> np.ndarray:
+    """The dequantized sum of 4 honest encodings (small updates) and the liar's vector."""
+    return dequantize(modular_sum([_honest_sum(), _unclamped(liar)], 32), SPEC)
+
+
+ERROR = error_bound(SPEC, 5)
+
+
+def test_a_forged_weight_coordinate_is_named_and_cannot_scale_the_mean(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client declares weight 1 but encodes 1 - (sum of the honest weights), so the decoded
+    weights sum to 1 instead of 1.4. The round is rejected by name. Even unchecked the lie
+    gains nothing: the mean divides by the *declared* weights (a decoder dividing by the
+    decoded sum, as in issue #6, would have scaled the mean 1.4-fold)."""
+    declared = 4 * HONEST_WEIGHT + 1.0
     forged = np.zeros(9)
     forged[-1] = (1 - 4 * HONEST_WEIGHT) * SPEC.clip
-    total, declared, error = _masked_total(forged)
+    total = _masked_total(forged)
     assert abs(total[-1] / SPEC.clip - 1.0) < 1e-6  # the raw sum is fooled
     with pytest.raises(AggregateRejectedError, match="weights sum to 1, but the included"):
-        RULE.finalize(total, SPEC.clip, declared, error)
+        RULE.finalize(total, SPEC.clip, declared, ERROR)
+
+    monkeypatch.setattr(FedAvg, "check_weights", staticmethod(lambda *args: None))
+    mean = RULE.finalize(total, SPEC.clip, declared, ERROR)
+    np.testing.assert_array_equal(mean, total[:-1] / declared)  # not total[:-1] / 1.0
 
 
-def test_a_client_that_encodes_values_beyond_the_clip_range_is_caught() -> None:
+def test_a_lie_that_takes_the_mean_outside_the_clip_range_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client encodes its weight honestly but 3 c in coordinate 3: the mean there would be
+    3 / 1.4 = 2.14 c. The range check on the mean rejects it by name; switched off, the lie
+    gets its 2.14 c."""
+    declared = 4 * HONEST_WEIGHT + 1.0
     forged = np.zeros(9)
-    forged[-1] = SPEC.clip  # encodes the weight it declares ...
-    total, declared, error = _masked_total(forged)
-    total[3] += 3 * SPEC.clip  # ... but 3 clip ranges in coordinate 3, as raw group elements
+    forged[3], forged[-1] = 3 * SPEC.clip, SPEC.clip
+    total = _masked_total(forged)
     with pytest.raises(AggregateRejectedError, match=r"outside \[-1, 1\] \(first: index 3"):
-        RULE.finalize(total, SPEC.clip, declared, error)
+        RULE.finalize(total, SPEC.clip, declared, ERROR)
+
+    monkeypatch.setattr(FedAvg, "check_mean", staticmethod(lambda *args: None))
+    mean = RULE.finalize(total, SPEC.clip, declared, ERROR)
+    assert abs(mean[3] - 3 * SPEC.clip / declared) < 1e-3
 
 
-def test_a_client_inside_the_clip_range_passes_and_moves_the_mean_by_up_to_c_w_over_w() -> None:
-    # What hiding modes cannot stop without range proofs: any value in [-c, c] is accepted.
-    total, declared, error = _masked_total(RULE.encode(np.full(8, 1.0), 1.0, SPEC.clip))
-    mean = RULE.finalize(total, SPEC.clip, declared, error)
-    np.testing.assert_allclose(mean, 1.0 / declared, atol=1e-3)  # c * w_liar / W
+def test_a_client_that_keeps_its_encoding_in_range_adds_at_most_c_w_over_w_to_the_mean() -> None:
+    """The bound per-client range proofs would give: a client of weight w whose encoding
+    stays in its range [-w c, w c] (every coordinate at +c here) adds w c / W to the mean."""
+    declared = 4 * HONEST_WEIGHT + 1.0
+    total = _masked_total(RULE.encode(np.full(8, 5.0), 1.0, SPEC.clip))  # clipped to c
+    mean = RULE.finalize(total, SPEC.clip, declared, ERROR)
+    honest_part = dequantize(_honest_sum(), SPEC)[:-1] / declared
+    np.testing.assert_allclose(mean - honest_part, SPEC.clip * 1.0 / declared, atol=ERROR)
+
+
+def test_a_client_outside_its_encoding_range_sets_the_mean_to_c_whatever_its_weight() -> None:
+    """Nothing on the sum bounds a summand: a client of weight 0.001 (share 0.0025) that
+    encodes c * W - (the honest sum) puts every coordinate of the mean on c, 400 times the
+    c·w/W it could add inside its range, and passes every check."""
+    weight = 0.001
+    declared = 4 * HONEST_WEIGHT + weight
+    honest = dequantize(_honest_sum(), SPEC)
+    forged = np.append(SPEC.clip * declared - honest[:-1], weight * SPEC.clip)
+    assert np.abs(forged[:-1]).min() > 100 * weight * SPEC.clip  # far outside its range
+    mean = RULE.finalize(_masked_total(forged), SPEC.clip, declared, ERROR)
+    np.testing.assert_allclose(mean, SPEC.clip, atol=ERROR / declared)
+    assert (mean - honest[:-1] / declared).min() / (SPEC.clip * weight / declared) > 390
