@@ -5,10 +5,11 @@ naming the entry."""
 from __future__ import annotations
 
 import pytest
+from blspy import G1Element
 
 from secagg.crypto import aggregate
 from secagg.crypto.identity import RECORD_BYTES, IdentityDirectory, IdentityKey, parse_record
-from secagg.errors import CryptoError
+from secagg.errors import CryptoError, TamperedMessageError
 
 
 def test_a_key_round_trips_through_its_seed_and_never_shows_it() -> None:
@@ -41,14 +42,34 @@ def _with(record: bytes, start: int, value: bytes) -> bytes:
     return record[:start] + value + record[start + len(value) :]
 
 
-def test_a_bls_key_without_its_own_proof_of_possession_is_refused() -> None:
-    """A rogue key (built from others' keys, its secret unknown) cannot bring a valid proof;
-    here the proof belongs to another key."""
-    alice, mallory = IdentityKey.generate(), IdentityKey.generate()
-    proof_at = RECORD_BYTES - aggregate.PROOF_BYTES
-    stolen = _with(mallory.record, proof_at, alice.record[proof_at:])
-    with pytest.raises(CryptoError, match=r"entry for client 7: .*proof of possession"):
-        IdentityDirectory({7: stolen})
+def test_a_bls_key_without_its_own_proof_of_possession_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rogue-key attack: Mallory registers pk_rogue = x·G - (pk_0 + ... + pk_3), built
+    from the honest keys, whose secret she does not know. The keys of all five then add up
+    to x·G, so her one signature verifies as the aggregate of all five: a quorum forged
+    alone. She cannot prove possession of pk_rogue (here she brings the proof of her own
+    x·G), so the directory refuses the entry by name; with the proof unchecked, it takes the
+    entry and the forged quorum verifies."""
+    honest, _ = IdentityDirectory.generate(range(4))
+    mallory = IdentityKey.generate()
+    rogue = mallory.aggregate.private.get_g1()
+    for client in honest:
+        rogue += honest[client].aggregate.negate()
+    start = RECORD_BYTES - aggregate.PROOF_BYTES - aggregate.PUBLIC_KEY_BYTES
+    entry = _with(mallory.record, start, bytes(rogue))
+    records = {**{c: honest.raw(c) for c in honest}, 4: entry}
+    message = b"the survivor set {0, 1, 2, 3, 4}"
+    forged = mallory.aggregate.sign(message)  # Mallory's signature alone
+    with pytest.raises(CryptoError, match=r"entry for client 4: .*proof of possession"):
+        IdentityDirectory(records)
+
+    monkeypatch.setattr(aggregate, "load_public_key", lambda raw, proof: G1Element.from_bytes(raw))
+    directory = IdentityDirectory(records)
+    everyone = [directory[c].aggregate for c in range(5)]
+    aggregate.verify_aggregate(everyone, forged, message, "the forged quorum of five")
+    with pytest.raises(TamperedMessageError):  # none of the four honest clients signed
+        aggregate.verify_aggregate(everyone[:4], forged, message, "the honest four")
 
 
 @pytest.mark.parametrize(

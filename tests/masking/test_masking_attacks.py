@@ -3,17 +3,24 @@
 The server below runs the honest protocol up to the masked inputs (so it holds every y_u),
 then departs from it however the attack needs. What it can compute at the end is checked
 against the only thing it may learn: the sum of at least t inputs, including under SecAgg+
-against a server that picks who drops so as to cut a small piece off the graph.
+against a server that picks who drops so as to cut a small piece off the graph. Each attack
+runs twice: against the real clients and server, and with the defence it is aimed at
+switched off by monkeypatching, where the test asserts what the attacker then gains.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import itertools
+import re
 from collections.abc import Mapping
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from support.honest_round import HonestRound
+from support.split_views import input_sum, masked_inputs, quorum, read_sum, show_to, show_views
 
 from secagg.crypto import aead, aggregate, shamir
 from secagg.crypto.agreement import agree, key_pair_from_private_bytes
@@ -26,11 +33,11 @@ from secagg.errors import (
     UnmaskingPolicyError,
 )
 from secagg.masking import unmask
+from secagg.masking.client import MaskingClient
 from secagg.masking.graph import NeighborGraph
 from secagg.masking.messages import (
     ClientMessage,
     ConsistencyRequest,
-    ConsistencyResponse,
     MaskedInput,
     ShareKeys,
     UnmaskingRequest,
@@ -43,168 +50,133 @@ from secagg.masking.params import (
     self_mask_key,
     share_associated_data,
     share_encryption_key,
-    share_x,
 )
 
 ROUND = 11
 VICTIM = 4
 
 
-def _to_masked_inputs(r: HonestRound) -> dict[int, np.ndarray]:
-    """Run the honest phases up to the masked inputs; return every client's y_u."""
-    r.advance()
-    r.advance()
-    masked = {}
-    for c, reply in r.replies().items():
-        assert isinstance(reply, MaskedInput)
-        masked[c] = reply.masked
-    return masked
+def _split_view_round(signed: bool = True) -> tuple[HonestRound, dict[int, np.ndarray]]:
+    """n = 5, t = 3, complete graph, run to the masked inputs (which the server keeps)."""
+    r = HonestRound(5, 0, 3, round_id=ROUND, dim=16, seed=4, signed=signed)
+    return r, masked_inputs(r)
 
 
-def _unmask_alone(
-    r: HonestRound, masked: dict[int, np.ndarray], responses: list[UnmaskingResponse]
-) -> np.ndarray | None:
-    """What a server holding these responses computes for the victim's input, if it can.
-
-    It needs b_victim and, for every neighbour of the victim, the pair-mask key that
-    neighbour revealed or that neighbour's mask key: exactly what the split-view attack goes
-    after.
-    """
-    p = r.params
-    t = p.share_threshold
-    seeds: dict[int, list[shamir.Share]] = {}
-    keys: dict[int, list[shamir.Share]] = {}
-    for response in responses:
-        x = share_x(response.sender)
-        for owner, value in response.seed_shares.items():
-            seeds.setdefault(owner, []).append(shamir.Share.from_value_bytes(x, value))
-        for owner, value in response.key_shares.items():
-            keys.setdefault(owner, []).append(shamir.Share.from_value_bytes(x, value))
-    if len(seeds.get(VICTIM, [])) < t:
-        return None
-    seed = shamir.combine(seeds[VICTIM], t)
-    add, subtract = [], [self_mask_key(seed, p.round_id, VICTIM)]
-    revealed = {r.sender: r.pair_keys for r in responses}
-    for peer in sorted(p.graph.neighbors(VICTIM)):
-        key = revealed.get(peer, {}).get(VICTIM)
-        if key is None:
-            if len(keys.get(peer, [])) < t:
-                return None
-            peer_key = key_pair_from_private_bytes(shamir.combine(keys[peer], t))
-            agreed = agree(peer_key.private, r.server._keys[VICTIM].masking)
-            key = pair_mask_key(agreed, p.round_id, VICTIM, peer)
-        # The victim added +PRG(s) for peers above it and -PRG(s) for those below: undo it.
-        (subtract if peer > VICTIM else add).append(key)
-    total = masked[VICTIM].copy()
-    MaskGenerator(p.bits).apply(total, add=add, subtract=subtract, reduce=True)
-    return total
-
-
-def test_without_the_fix_the_split_view_attack_would_read_the_victim_input() -> None:
-    # The attack of issue #6 against clients that only compared a reported count with t:
-    # a server that tells each holder "you and client 4 survived, everyone else dropped"
-    # collects b_4 and every peer's mask key. Here the responses that such clients would
-    # have sent are assembled by hand, to show the attack is real and the check below is
-    # a working detector of it.
-    r = HonestRound(5, 0, 3, round_id=ROUND, dim=16, seed=4, signed=False)
-    masked = _to_masked_inputs(r)
-    stolen = []
-    for holder in range(4):
-        held = r.clients[holder]
-        seeds = {o: v for o, v in held._seed_shares.items() if o in (holder, VICTIM)}
-        keys = {o: v for o, v in held._key_shares.items() if o not in (holder, VICTIM)}
-        stolen.append(UnmaskingResponse(ROUND, holder, seeds, keys))
-    recovered = _unmask_alone(r, masked, stolen)
-    assert recovered is not None
-    np.testing.assert_array_equal(recovered, r.inputs[VICTIM])
+def _reads_the_victim(
+    r: HonestRound, masked: dict[int, np.ndarray], answers: list[UnmaskingResponse]
+) -> bool:
+    """Whether the server reads x_4 from these answers (and if it does, that it is exact)."""
+    read = read_sum(r.params, r.server._keys, masked, answers, {VICTIM})
+    if read is None:
+        return False
+    np.testing.assert_array_equal(read, r.inputs[VICTIM])
+    return True
 
 
 @pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
-def test_the_split_view_attack_of_issue_6_gets_no_share_at_all(signed: bool) -> None:
-    # n = 5, t = 3, complete graph: each holder is told {holder, 4} survived.
-    r = HonestRound(5, 0, 3, round_id=ROUND, dim=16, seed=4, signed=signed)
-    masked = _to_masked_inputs(r)
-    responses = []
-    for holder in range(4):
-        split = (holder, VICTIM)
-        if signed:
-            lie: ConsistencyRequest | UnmaskingRequest = ConsistencyRequest(
-                ROUND, SERVER_ID, holder, split
-            )
-        else:
-            lie = UnmaskingRequest(ROUND, SERVER_ID, holder, split)
-        with pytest.raises(BelowThresholdError, match="names 2 clients, fewer than the threshold"):
-            r.clients[holder].handle(lie)
-    assert _unmask_alone(r, masked, responses) is None
+def test_the_split_view_attack_of_issue_6_gets_no_share_at_all(
+    signed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack of issue #6: each holder is told "you and client 4 survived, everyone else
+    dropped", so each would reveal its b-share of 4 and the mask keys of 4's other peers.
+    Every holder counts the names against t and refuses by name. With the survivor-set
+    checks off (the clients of issue #6 compared a count the server reported), the same
+    requests read x_4 bit for bit; in a signed round only once the quorum check is off too."""
+    views = {holder: (holder, VICTIM) for holder in range(4)}
+    r, masked = _split_view_round(signed)
+    shown = show_views(r, views)
+    assert shown.answers == [] and set(shown.refusals) == set(views)
+    for error in shown.refusals.values():
+        assert isinstance(error, BelowThresholdError)
+        assert "names 2 clients, fewer than the threshold t = 3" in str(error)
+
+    monkeypatch.setattr(MaskingClient, "_check_survivors", lambda self, survivors: None)
+    r, masked = _split_view_round(signed)
+    shown = show_views(r, views)
+    if signed:  # the quorum still stops it: each set has 1 signature of t = 3
+        assert shown.answers == [] and set(shown.refusals) == set(views)
+        for error in shown.refusals.values():
+            assert isinstance(error, BelowThresholdError)
+            assert "carries 1 signatures on the survivor set" in str(error)
+        monkeypatch.setattr(MaskingClient, "_check_signatures", lambda self, m, s: None)
+        r, masked = _split_view_round(signed)
+        shown = show_views(r, views)
+    assert shown.refusals == {} and len(shown.answers) == 4
+    assert _reads_the_victim(r, masked, shown.answers)
 
 
-def test_split_survivor_sets_of_size_t_never_gather_t_signatures() -> None:
-    # The server now names t = 3 survivors to each holder, a different set to each:
-    # {holder, 4, next holder}. Every client signs what it is shown, but no set collects
-    # t signatures, so no client reveals anything.
-    r = HonestRound(5, 0, 3, round_id=ROUND, dim=16, seed=4)
-    masked = _to_masked_inputs(r)
-    views = {h: tuple(sorted({h, VICTIM, (h + 1) % 4})) for h in range(4)}
-    views[VICTIM] = (0, 1, VICTIM)
-    signatures: dict[tuple[int, ...], dict[int, bytes]] = {}
-    for client, view in views.items():
-        reply = r.clients[client].handle(ConsistencyRequest(ROUND, SERVER_ID, client, view))[0]
-        assert isinstance(reply, ConsistencyResponse)
-        signatures.setdefault(view, {})[client] = reply.signature
-    assert max(len(s) for s in signatures.values()) < r.params.threshold
-    for client, view in views.items():
-        request = UnmaskingRequest(ROUND, SERVER_ID, client, view, *_quorum(signatures[view]))
-        with pytest.raises(BelowThresholdError, match="signatures on the survivor set"):
-            r.clients[client].handle(request)
-    assert _unmask_alone(r, masked, []) is None
+def test_split_survivor_sets_of_size_t_never_gather_t_signatures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sets of size t, each passing every check of the client it is shown to, whose answers
+    together would read x_4: 0 and 1 reveal their b-shares of 4, 2 and 3 their pair keys
+    with 4 (called dropped), 4 its pair keys with 0 and 1. Everyone signs what it is shown,
+    no set gathers t signatures, and everyone refuses by name. Without the quorum check x_4
+    is read exactly."""
+    views = {0: (0, 1, 4), 1: (0, 1, 4), 2: (1, 2, 3), 3: (1, 2, 3), VICTIM: (2, 3, 4)}
+    r, masked = _split_view_round()
+    shown = show_views(r, views)
+    assert max(len(s) for s in shown.signatures.values()) < r.params.threshold
+    assert shown.answers == [] and set(shown.refusals) == set(views)
+    for error in shown.refusals.values():
+        assert isinstance(error, BelowThresholdError)
+        assert re.search(r"carries [12] signatures on the survivor set", str(error))
+
+    monkeypatch.setattr(MaskingClient, "_check_signatures", lambda self, m, s: None)
+    r, masked = _split_view_round()
+    shown = show_views(r, views)
+    assert shown.refusals == {}
+    assert _reads_the_victim(r, masked, shown.answers)
 
 
 def test_two_signed_views_give_the_server_a_sum_of_t_inputs_and_nothing_more() -> None:
-    # The best split left: one set A = {0, 1, 4} that its three members all sign (so it has
-    # t = 3 signatures), and B = {2, 3, 4} shown to 2 and 3. Client 4 signs only once, so
-    # B has 2 signatures: 2 and 3 refuse, and the server gets the b-shares and dropped
-    # keys that A's members reveal: enough for x_0 + x_1 + x_4, not for x_4 alone.
-    r = HonestRound(5, 0, 3, round_id=ROUND, dim=16, seed=4)
-    masked = _to_masked_inputs(r)
+    """The best split left: A = {0, 1, 4}, which its three members sign (t = 3 signatures),
+    and B = {2, 3, 4} shown to 2 and 3. Client 4 signs and answers once, so B has 2
+    signatures: 2 and 3 refuse, and of all 31 groups of inputs the server can sum only A.
+    Switched off: a victim that signs and answers twice (a second copy of its state, as a
+    node restored from a snapshot would have) gives B its quorum, and its two answers read
+    x_4 exactly."""
     a, b = (0, 1, VICTIM), (2, 3, VICTIM)
-    sigs: dict[tuple[int, ...], dict[int, bytes]] = {a: {}, b: {}}
-    for client in (0, 1, VICTIM, 2, 3):
-        view = a if client in a else b
-        reply = r.clients[client].handle(ConsistencyRequest(ROUND, SERVER_ID, client, view))[0]
-        assert isinstance(reply, ConsistencyResponse)
-        sigs[view][client] = reply.signature
+    views = {0: a, 1: a, VICTIM: a, 2: b, 3: b}
+    r, masked = _split_view_round()
+    shown = show_views(r, views)
+    assert sorted(m.sender for m in shown.answers) == [0, 1, VICTIM]
+    assert set(shown.refusals) == {2, 3}
+    assert all(
+        "carries 2 signatures on the survivor set" in str(e) for e in shown.refusals.values()
+    )
     with pytest.raises(ProtocolError):  # the victim cannot be made to sign B as well
         r.clients[VICTIM].handle(ConsistencyRequest(ROUND, SERVER_ID, VICTIM, b))
-    responses = []
-    for client in a:
-        request = UnmaskingRequest(ROUND, SERVER_ID, client, a, *_quorum(sigs[a]))
-        reply = r.clients[client].handle(request)
-        assert isinstance(reply[0], UnmaskingResponse)
-        responses.append(reply[0])
+    # Nor can B's quorum be padded with A's signatures: their signers are not survivors of B.
+    padded = {**shown.signatures[b], 0: shown.signatures[a][0]}
     for client in (2, 3):
-        with pytest.raises(BelowThresholdError):
-            r.clients[client].handle(
-                UnmaskingRequest(ROUND, SERVER_ID, client, b, *_quorum(sigs[b]))
-            )
-        forged = {**sigs[b], **{c: s for c, s in sigs[a].items() if c not in b}}
         with pytest.raises(UnmaskingPolicyError, match="not survivors"):
-            r.clients[client].handle(
-                UnmaskingRequest(ROUND, SERVER_ID, client, b, *_quorum(forged))
-            )
-    assert _unmask_alone(r, masked, responses) is None  # mask keys of 0 and 1 stay hidden
-    # What it can compute is the sum over A, which is allowed (t inputs).
-    server = r.server
-    server._survivors, server._to_recover = frozenset(a), frozenset({2, 3})
-    server._sum = sum((masked[c] for c in a), np.zeros(16, np.uint32))
-    for response in responses:
-        server._accept_shares(response)
-    expected = sum(r.inputs[c].astype(np.uint64) for c in a) % 2**32
-    np.testing.assert_array_equal(server._unmask().total, expected)
+            r.clients[client].handle(UnmaskingRequest(ROUND, SERVER_ID, client, b, *quorum(padded)))
+    groups = [g for size in range(1, 6) for g in itertools.combinations(range(5), size)]
+    keys = r.server._keys
+    readable = [g for g in groups if read_sum(r.params, keys, masked, shown.answers, g) is not None]
+    assert readable == [a]
+    np.testing.assert_array_equal(
+        read_sum(r.params, keys, masked, shown.answers, a), input_sum(r, a)
+    )
+    assert not _reads_the_victim(r, masked, shown.answers)
+
+    # Switched off: a second copy of the victim, in the state it had before signing anything.
+    r, masked = _split_view_round()
+    twin = copy.copy(r.clients[VICTIM])
+    twin._accepted = set(twin._accepted)
+    shown = show_to(r.params, [(r.clients[c], v) for c, v in views.items()] + [(twin, b)])
+    assert shown.refusals == {}  # B has 3 signatures now: 2, 3 and the victim's twin
+    assert _reads_the_victim(r, masked, shown.answers)
 
 
-def _deliver_unmasking(r: HonestRound, tamper: dict[int, dict[str, dict[int, int]]]) -> None:
+def _deliver_unmasking(
+    r: HonestRound,
+    tamper: dict[int, dict[str, dict[int, int]]],
+    silent: frozenset[int] = frozenset(),
+) -> None:
     """Answer every unmasking request; holder -> {'seed'|'key': {owner: offset}} lies."""
-    for client, reply in r.replies().items():
+    for client, reply in r.replies(silent).items():
         assert isinstance(reply, UnmaskingResponse)
         lies = tamper.get(client, {})
         fields = {}
@@ -227,6 +199,9 @@ def _to_unmasking(r: HonestRound, dropped: frozenset[int]) -> None:
 
 
 def test_a_wrong_key_share_is_corrected_and_its_holder_named() -> None:
+    # A +1 offset on a share moves the rebuilt limb by the Lagrange coefficient, out of the
+    # 30-bit range of a limb: the range check catches it before the public key is compared
+    # (for a lie only the public key catches, see the test after the next).
     r = HonestRound(7, 0, 4, round_id=ROUND, dim=16, seed=5)  # t = t_s = 4, 6 holders of s_6
     _to_unmasking(r, frozenset({6}))
     _deliver_unmasking(r, {2: {"key": {6: 1}}})
@@ -236,8 +211,9 @@ def test_a_wrong_key_share_is_corrected_and_its_holder_named() -> None:
     assert result.inconsistent_holders == {2: [6]}
 
 
-def test_a_b_share_shifted_by_one_is_caught_by_the_commitment_and_corrected() -> None:
-    # A small offset keeps the share in range, so only the commitment H(b_u) can tell.
+def test_a_b_share_shifted_by_one_is_caught_by_the_limb_range_and_corrected() -> None:
+    # A small offset on a share is a large one on the rebuilt limb (times the Lagrange
+    # coefficient), which no longer fits in 30 bits: caught before the commitment is compared.
     r = HonestRound(7, 0, 4, round_id=ROUND, dim=16, seed=6)
     _to_unmasking(r, frozenset())
     _deliver_unmasking(r, {0: {"seed": {3: 1}}, 5: {"seed": {1: -7}}})
@@ -245,6 +221,134 @@ def test_a_b_share_shifted_by_one_is_caught_by_the_commitment_and_corrected() ->
     expected = sum(r.inputs[c].astype(np.uint64) for c in range(7)) % 2**32
     np.testing.assert_array_equal(result.total, expected)
     assert result.inconsistent_holders == {0: [3], 5: [1]}
+
+
+class _EqualToAnything:
+    """Compares equal to every commitment or key: the check it is fed to is switched off."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _combined_first(
+    params: MaskingParams, owner: int, survivors: frozenset[int], answering: frozenset[int]
+) -> tuple[int, ...]:
+    """The t_s holders whose shares of ``owner``'s secret the server combines first, picked
+    as :func:`unmask.remove_masks` picks them (b of each survivor in ring order, then s of
+    each dropped client). A wrong share among them gives a wrong secret; any other wrong
+    share is found by comparing it with their polynomial."""
+    graph = params.graph
+    pick = unmask._HolderPicker(graph, params.share_threshold)
+    order = [c for c in graph.ring if c in survivors] + [
+        c for c in graph.ring if c not in survivors
+    ]
+    for visited in order:
+        holders = sorted(graph.neighborhood(visited) & answering)
+        chosen = pick(visited, holders)
+        if visited == owner:
+            return tuple(holders[i] for i in chosen)
+    raise AssertionError(f"client {owner} is not in the round")
+
+
+def _lie_in_range(params: MaskingParams, basis: tuple[int, ...], liar: int) -> int:
+    """The offset on the liar's first limb that moves the rebuilt secret's first limb by
+    exactly +1: the inverse of the liar's Lagrange coefficient at 0 over ``basis``."""
+    weights = shamir.lagrange_vector_at_zero(tuple(params.share_point(h) for h in basis))
+    return pow(int(weights[basis.index(liar)]), -1, shamir.PRIME)
+
+
+def _off_by_one(secret: bytes) -> bytes:
+    """The secret whose first limb is one more: what the lie of :func:`_lie_in_range` rebuilds."""
+    limbs = shamir.to_limbs(secret)
+    limbs[0] += 1
+    return shamir.from_limbs(limbs, len(secret))
+
+
+def test_a_b_share_lie_that_keeps_the_seed_in_range_is_caught_by_the_commitment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A holder among those combined first shifts its b-share of client 3 by the inverse of
+    its Lagrange coefficient: the rebuilt b_3 is off by one in its lowest limb, a well-formed
+    32-byte seed, so only the commitment H(b_3) tells. With the commitment the share is
+    corrected and the liar named. With the commitment check off the sum is wrong by
+    PRG(b_3) - PRG(b_3'), silently, and the honest holders outside that set are blamed."""
+    owner, everyone = 3, frozenset(range(7))
+
+    def play() -> tuple[HonestRound, int, tuple[int, ...], bytes]:
+        r = HonestRound(7, 0, 4, round_id=ROUND, dim=16, seed=6)  # 7 holders: corrects 1
+        _to_unmasking(r, frozenset())
+        basis = _combined_first(r.params, owner, everyone, everyone)
+        liar = basis[0]
+        seed = r.clients[owner]._require_secrets().seed  # for the test's arithmetic only
+        _deliver_unmasking(r, {liar: {"seed": {owner: _lie_in_range(r.params, basis, liar)}}})
+        return r, liar, basis, seed
+
+    r, liar, basis, _ = play()
+    expected = input_sum(r, everyone)
+    np.testing.assert_array_equal(r.server.result.total, expected)
+    assert r.server.result.inconsistent_holders == {liar: [owner]}
+
+    monkeypatch.setattr(unmask, "seed_commitment", lambda *args: _EqualToAnything())
+    r, liar, basis, seed = play()
+    wrong = expected.copy()  # sum of x + PRG(b_3) - PRG(b_3'): the self-mask left in
+    MaskGenerator(32).apply(
+        wrong,
+        add=[self_mask_key(seed, ROUND, owner)],
+        subtract=[self_mask_key(_off_by_one(seed), ROUND, owner)],
+        reduce=True,
+    )
+    np.testing.assert_array_equal(r.server.result.total, wrong)
+    assert not np.array_equal(wrong, expected)
+    blamed = sorted(everyone - set(basis))
+    assert r.server.result.inconsistent_holders == {h: [owner] for h in blamed}
+    assert liar not in blamed
+
+
+def test_a_key_share_lie_that_keeps_the_key_in_range_is_caught_by_the_public_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same lie on an s-share of the dropped client 8, in a round where survivor 7 goes
+    silent at unmasking, so the server agrees the pair mask (8, 7) itself from the rebuilt
+    s_8. With the check against 8's public key the share is corrected and the liar named;
+    with it off the sum is wrong by that pair mask, silently, and honest holders are blamed."""
+    owner, silent = 8, frozenset({7})
+    survivors, answering = frozenset(range(8)), frozenset(range(7))
+
+    def play() -> tuple[HonestRound, int, tuple[int, ...], bytes]:
+        r = HonestRound(9, 0, 5, round_id=ROUND, dim=16, seed=13)  # t = t_s = 5, complete
+        _to_unmasking(r, frozenset({owner}))
+        basis = _combined_first(r.params, owner, survivors, answering)
+        liar = basis[0]
+        secret = r.clients[owner]._require_secrets().masking.private_bytes()  # arithmetic only
+        lie = _lie_in_range(r.params, basis, liar)
+        _deliver_unmasking(r, {liar: {"key": {owner: lie}}}, silent=silent)
+        return r, liar, basis, secret
+
+    r, liar, basis, _ = play()
+    expected = input_sum(r, survivors)
+    np.testing.assert_array_equal(r.server.result.total, expected)
+    assert r.server.result.inconsistent_holders == {liar: [owner]}
+
+    monkeypatch.setattr(
+        unmask,
+        "key_pair_from_private_bytes",
+        lambda secret: SimpleNamespace(public=_EqualToAnything()),
+    )
+    r, liar, basis, secret = play()
+    peer = r.server._keys[7].masking
+    true_key, wrong_key = (
+        pair_mask_key(agree(key_pair_from_private_bytes(s).private, peer), ROUND, owner, 7)
+        for s in (secret, _off_by_one(secret))
+    )
+    assert true_key != wrong_key
+    wrong = expected.copy()  # 7 < 8 added +PRG(s_78); the server took off PRG(s_78') instead
+    MaskGenerator(32).apply(wrong, add=[true_key], subtract=[wrong_key], reduce=True)
+    np.testing.assert_array_equal(r.server.result.total, wrong)
+    blamed = sorted(answering - set(basis))
+    assert r.server.result.inconsistent_holders == {h: [owner] for h in blamed}
+    assert liar not in blamed
 
 
 def test_too_many_wrong_shares_abort_the_round_instead_of_corrupting_the_sum() -> None:
@@ -330,12 +434,6 @@ def test_one_signature_on_another_set_among_t_is_caught_by_every_client() -> Non
         with pytest.raises(TamperedMessageError, match="aggregate signature does not verify"):
             r.clients[c].handle(lie)
     assert r.clients[50].handle(r.outbox[50])  # the genuine quorum of all 100 verifies
-
-
-def _quorum(signatures: Mapping[int, bytes]) -> tuple[tuple[int, ...], bytes]:
-    """(signers, aggregate signature) as a server would show them."""
-    signers = tuple(sorted(signatures))
-    return signers, aggregate.aggregate(signatures[c] for c in signers)
 
 
 def _revealed(
