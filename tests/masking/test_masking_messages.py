@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 from collections.abc import Callable
 
 import numpy as np
@@ -19,11 +20,16 @@ from secagg.masking.messages import (
     MaskedInput,
     Message,
     PublicKeys,
+    SessionCommit,
+    SessionCommitments,
+    SessionNonces,
+    SessionReveal,
     ShareDelivery,
     ShareKeys,
     ShareTable,
     UnmaskingRequest,
     UnmaskingResponse,
+    _Reader,
     decode_client_message,
     decode_message,
     decode_server_message,
@@ -48,12 +54,23 @@ EXAMPLES: list[Message] = [
     UnmaskingRequest(5, SERVER_ID, 3, (1, 3, 9), (1, 3), b"\x08" * 96),
     UnmaskingRequest(5, SERVER_ID, 3, (1, 3, 9)),
     UnmaskingResponse(5, 3, {1: SHARE, 3: SHARE}, {4: SHARE}, {4: bytes(range(16))}),
+    MaskedInput(5, 3, 32, np.arange(6, dtype=np.uint32)),
+    MaskedInput(5, 3, 20, np.arange(6, dtype=np.uint32)),
+    SessionCommit(0, 3, b"\x09" * 32),
+    SessionCommitments(0, SERVER_ID, 3, {1: b"\x0a" * 32, 3: b"\x0b" * 32}),
+    SessionReveal(0, 3, b"\x0c" * 32),
+    SessionNonces(0, SERVER_ID, 3, {1: b"\x0d" * 32, 3: b"\x0e" * 32}),
 ]
 
 
 @pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: type(m).__name__)
 def test_every_message_round_trips(message: Message) -> None:
     data = message.to_bytes()
+    if isinstance(message, MaskedInput):  # arrays compare element-wise
+        decoded = decode_message(data)
+        assert isinstance(decoded, MaskedInput) and decoded.bits == message.bits
+        np.testing.assert_array_equal(decoded.masked, message.masked)
+        return
     assert decode_message(data) == message
     assert type(message).from_bytes(data) == message
     assert message.to_bytes() == data  # canonical
@@ -230,3 +247,44 @@ def test_bundle_tables_have_one_entry_size() -> None:
         ShareKeys(5, 3, {1: b"a" * 88, 2: b"b" * 87}).to_bytes()
     with pytest.raises(TamperedMessageError, match="more than the message can hold"):
         decode_message(data[:-1])
+
+
+def _inflate_every_field(message: Message, width: int) -> None:
+    """Set every ``width``-byte window of the message to 0xff..ff and decode it: it must parse
+    or raise TamperedMessageError, allocating at most a few times the bytes given."""
+    data = message.to_bytes()
+    for at in range(len(data) - width + 1):
+        inflated = data[:at] + b"\xff" * width + data[at + width :]
+        tracemalloc.start()
+        try:
+            decode_message(inflated)
+        except TamperedMessageError:
+            pass
+        finally:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        assert peak < 8 * len(data) + 64 * 1024, (type(message).__name__, at, peak)
+
+
+@pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize("width", [4, 8])
+def test_an_inflated_length_field_is_refused_before_anything_is_allocated(
+    message: Message, width: int
+) -> None:
+    """Every 4- and 8-byte window of every message set to a huge number (a length of 2^32 - 1
+    or 2^64 - 1 where the window is a length field): no declared length is trusted before it
+    is checked against the bytes present."""
+    _inflate_every_field(message, width)
+
+
+def test_a_reader_that_trusts_a_declared_length_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same check against a reader that allocates what the frame declares, then reads."""
+    real = _Reader.array
+
+    def trusting(self: _Reader, dtype: np.dtype, count: int) -> np.ndarray:
+        np.ones(min(count, 2**27), dtype=dtype)  # what a decoder sized by the header does
+        return real(self, dtype, count)
+
+    monkeypatch.setattr(_Reader, "array", trusting)
+    with pytest.raises(AssertionError):
+        _inflate_every_field(MaskedInput(5, 3, 32, np.arange(6, dtype=np.uint32)), 8)
