@@ -9,7 +9,7 @@ was before sessions existed (a function of the configuration alone).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import pytest
@@ -70,10 +70,18 @@ def _inputs(seed: int, n: int = N) -> dict[int, np.ndarray]:
 
 
 class _Run:
-    """One set-up and its round 0, driven phase by phase by a coordinator that may lie."""
+    """One set-up and its round 0, driven phase by phase by a coordinator that may lie.
 
-    def __init__(self, inputs: Mapping[int, np.ndarray], signed: bool = True) -> None:
-        self.sessions = establish_session(range(N))
+    ``sessions``: the clients' SessionClients of an earlier set-up, to run round 0 again
+    under the same session (by default a fresh set-up)."""
+
+    def __init__(
+        self,
+        inputs: Mapping[int, np.ndarray],
+        signed: bool = True,
+        sessions: Mapping[int, SessionClient] | None = None,
+    ) -> None:
+        self.sessions = dict(sessions) if sessions is not None else establish_session(range(N))
         session = self.sessions[0].session
         assert session is not None
         self.params = MaskingParams.create(
@@ -162,17 +170,21 @@ def _read_victim(
 S_A, S_U, S_B = (0, 1, VICTIM), (2, 3, VICTIM), (0, 1, 2, 3)
 
 
-def _replay_quorums_of_two_aborted_runs(inputs: Mapping[int, np.ndarray]) -> list[object]:
+def _replay_quorums_of_two_aborted_runs(
+    inputs: Mapping[int, np.ndarray], rerun: Callable[[_Run], _Run] | None = None
+) -> list[object]:
     """Runs 1 and 2 are aborted after collecting signatures; run 3 shows each client its view
     with a quorum stitched from its own signatures and the replayed ones. Returns what each
-    client of run 3 answered: an UnmaskingResponse or the error it raised."""
+    client of run 3 answered: an UnmaskingResponse or the error it raised. ``rerun`` makes
+    runs 2 and 3 from the one before (default: a fresh set-up each)."""
     first = _Run(inputs)
     first.to_masked_inputs()
     one = first.sign({0: S_A, 1: S_A, VICTIM: S_A, 2: S_B, 3: S_B})
-    second = _Run(inputs)
+    again = rerun or (lambda _: _Run(inputs))
+    second = again(first)
     second.to_masked_inputs()
     two = second.sign({2: S_U, 3: S_U, VICTIM: S_U, 0: S_B, 1: S_B})
-    third = _Run(inputs)
+    third = again(second)
     third.to_masked_inputs()
     three = third.sign({0: S_A, 1: S_A, VICTIM: S_U, 2: S_B, 3: S_B})
     quorums = {
@@ -211,6 +223,28 @@ def test_without_sessions_replayed_quorums_split_the_views_and_read_one_input(
     inputs = _inputs(1)
     *answers, recovered = _replay_quorums_of_two_aborted_runs(inputs)
     assert len(_responses(answers)) == N  # every client answered its own view
+    assert recovered is not None
+    np.testing.assert_array_equal(recovered, inputs[VICTIM])
+
+
+def test_round_0_cannot_be_run_again_within_one_session() -> None:
+    inputs = _inputs(1)
+    with pytest.raises(WrongRoundError, match="replay an earlier round"):
+        _replay_quorums_of_two_aborted_runs(inputs, lambda run: _Run(inputs, sessions=run.sessions))
+
+
+def test_clients_that_forget_their_rounds_let_one_session_replay_quorums() -> None:
+    # The defence off: each client forgets which rounds of the session it played (a restart
+    # that keeps no state), so the coordinator re-runs round 0 under one session.
+    inputs = _inputs(1)
+
+    def forgetful(run: _Run) -> _Run:
+        for client in run.sessions.values():
+            client._last_round = -1
+        return _Run(inputs, sessions=run.sessions)
+
+    *answers, recovered = _replay_quorums_of_two_aborted_runs(inputs, forgetful)
+    assert len(_responses(answers)) == N
     assert recovered is not None
     np.testing.assert_array_equal(recovered, inputs[VICTIM])
 
