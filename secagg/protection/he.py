@@ -187,6 +187,11 @@ class HESum:
         n = len(client_ids)
         self.threshold = decryption_threshold(config, n)
         self.identity_keys: dict[int, IdentityKey] = {}
+        if identities is None and public_key is not None:
+            raise ConfigError(
+                "an HE key holder elsewhere signs its public key with its identity: pass the "
+                "clients' identity directory (a deployment's identities.json)"
+            )
         if identities is None:
             identities, self.identity_keys = IdentityDirectory.generate(self.client_ids)
         self.directory = identities
