@@ -357,7 +357,9 @@ class Coordinator:
             and isinstance(protection, HiddenFedAvg)
             and isinstance(protection.secure_sum, HESum)
         ):
-            blobs["he_public_key"] = protection.secure_sum.public_bytes
+            signed = protection.secure_sum.signed_public_key  # as the key holder signed it
+            assert signed is not None
+            blobs["he_public_key"] = signed
 
         def train_content(c: int, extra: dict[str, bytes]) -> Any:
             meta = dict(base)

@@ -609,6 +609,8 @@ class AttestedAggregator:
             self._check_statement(attestation.session, attestation.round_id)
             if attestation.signer != client or client not in self.directory:
                 raise UnknownSenderError(f"client {client} sent a co-signature it cannot make")
+            if client == self.key_holder:
+                raise ProtocolError("the key holder never co-signs: it sees no ciphertext")
             if client in self._attestations:
                 raise ReplayError(f"client {client} already co-signed this round")
             if attestation.sum_digest != self._sum_digest:

@@ -115,11 +115,7 @@ def check_attestations(
     threshold = int(record.get("threshold", 0))
     if len(good) < threshold:
         aggregator = next((e for e in events if e.name == "AggregatePosted"), None)
-        who = (
-            ""
-            if aggregator is None
-            else str(ledger.w3.eth.get_transaction(aggregator.tx_hash)["from"])
-        )
+        who = "" if aggregator is None else _sender(ledger, aggregator)
         audit.fail(
             CHECK,
             f"{len(good)} participant(s) attested the posted aggregate, the key holder needs "

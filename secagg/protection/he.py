@@ -161,8 +161,9 @@ class HESum:
     identity (:class:`~secagg.he.attest.SignedPublicKey`); by default a key authority is
     made here. ``identities``: the clients' registered identities (by default generated
     here, with every client's key). ``session``: bytes no party can repeat, bound into every
-    statement (by default: with the ledger, the chain and contract; in a simulation, fresh
-    client nonces; in a deployment, the key holder's fresh public key).
+    statement (by default, in a simulation: the chain and contract with the ledger, fresh
+    client nonces without; in a deployment: the key holder's fresh public key, which every
+    node and the aggregator derive alike; on-chain attestations are bound to the chain).
     """
 
     MODES: ClassVar[tuple[str, ...]] = he.SCHEMES
@@ -197,17 +198,20 @@ class HESum:
         self.directory = identities
         self.key_holder: KeyHolder | None = None
         self.key_holder_id: int | None = None  # the key holder's client id (a deployment)
-        if session is None and ledger is not None:
-            from secagg.ledger.he_attestation import chain_session
+        #: a deployment's public key as the key holder signed it (forwarded to the clients)
+        self.signed_public_key: bytes | None = None
+        if public_key is None:  # a simulation: every role is here
+            if session is None and ledger is not None:
+                from secagg.ledger.he_attestation import chain_session
 
-            session = chain_session(ledger.admin)
-        if public_key is None:
+                session = chain_session(ledger.admin)
             session = session or simulation_session(self.client_ids)
             self.key_holder = KeyHolder(
                 config, n, self.threshold, dim=dim, directory=self.directory, session=session
             )
             public_key = self.key_holder.public_bytes
         else:
+            self.signed_public_key = public_key
             signed = SignedPublicKey.from_bytes(public_key)
             public_key = signed.verify(self.directory)
             self.key_holder_id = signed.key_holder

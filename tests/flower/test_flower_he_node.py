@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.he_round import padded_with_zeros, switch_off_the_gate
 
 from secagg import he
 from secagg.config import load_config
@@ -20,9 +19,7 @@ from secagg.errors import ProtocolError, SecAggError
 from secagg.flower import wire
 from secagg.flower.keys import generate_identities, read_directory
 from secagg.flower.node import HospitalNode, NodeSettings
-from secagg.he.attest import DecryptRequest, Submission
 from secagg.protection import HiddenFedAvg, make_protection
-from secagg.protection.he import HESum
 from secagg.simulation.federation import Federation
 
 HOSPITALS = Path(__file__).resolve().parents[2] / "examples" / "hospitals.toml"
@@ -68,6 +65,13 @@ def test_the_deployed_key_holder_never_decrypts_a_victim_padded_with_zeros(
         padded.add_(public.encrypt(np.zeros(dim)))
     with pytest.raises(ProtocolError, match="attested"):
         holder.on_decrypt({"round": 0, "summands": 3}, {"total": padded.serialize()})
+
+    # The attested protocol from here on (imported here, so that on the code before it the
+    # test fails above, where that code decrypted the victim's update).
+    from support.he_round import padded_with_zeros, switch_off_the_gate
+
+    from secagg.he.attest import DecryptRequest, Submission
+    from secagg.protection.he import HESum
 
     # Round 0 for real: every node trains and signs its ciphertext, three co-sign the sum.
     params = Federation.load(holder.config).initial_params()
