@@ -48,6 +48,7 @@ _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _VECTOR_FIELDS = struct.Struct(">QIQ")
 _SECRET_AD = b"secagg/he/sealed-secret-key/v1"
+_MAX_PARAM_BRACKETS = 16  # "[" and "{" in a public key's parameters (they hold two)
 
 
 class Kind(IntEnum):
@@ -194,9 +195,14 @@ def unpack_public_key(data: bytes, scheme: str) -> PublicKeyFrame:
     (key_len,) = reader.unpack(_U64)
     key = reader.take(key_len)
     reader.finish()
+    # Parameters are one flat object with one list in it. Deeper nesting is refused before
+    # the JSON parser recurses into it (past the recursion limit it raises RecursionError, and
+    # where a program raised that limit it can overflow the C stack).
+    if raw.count(b"[") + raw.count(b"{") > _MAX_PARAM_BRACKETS:
+        raise TamperedMessageError("HE public key parameters are nested too deeply")
     try:
         params = json.loads(raw)
-    except (ValueError, RecursionError):  # nesting depth: RecursionError
+    except (ValueError, RecursionError):
         raise TamperedMessageError("HE public key parameters are not valid JSON") from None
     if not isinstance(params, dict) or canonical_json(params) != raw:
         raise TamperedMessageError("HE public key parameters are not in canonical form")
