@@ -164,6 +164,8 @@ class HESum:
     statement (by default, in a simulation: the chain and contract with the ledger, fresh
     client nonces without; in a deployment: the key holder's fresh public key, which every
     node and the aggregator derive alike; on-chain attestations are bound to the chain).
+    ``key_holder``: the client id this party trusts as key holder (a node's own settings);
+    None accepts any registered client who signed the key.
     """
 
     MODES: ClassVar[tuple[str, ...]] = he.SCHEMES
@@ -178,6 +180,7 @@ class HESum:
         public_key: bytes | None = None,
         identities: IdentityDirectory | None = None,
         session: bytes | None = None,
+        key_holder: int | None = None,
     ) -> None:
         pt = config.protection
         self.mode = pt.mode
@@ -213,7 +216,7 @@ class HESum:
         else:
             self.signed_public_key = public_key
             signed = SignedPublicKey.from_bytes(public_key)
-            public_key = signed.verify(self.directory)
+            public_key = signed.verify(self.directory, key_holder)
             self.key_holder_id = signed.key_holder
         self.public_bytes = public_key
         self.session = session or session_from_public_key(public_key)
