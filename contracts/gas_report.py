@@ -84,6 +84,8 @@ def main() -> None:
         ).gas_used
         for p in parties[: N - 1]:
             gas["postShares"] = p.post_shares(rid, h(f"shares {p.sender_address}")).gas_used
+        for p in parties[: N - 1]:  # HE rounds: each co-signer attests the sum's digest
+            gas["attestSum"] = p.attest_sum(rid, h(f"sum {rid}")).gas_used
         owner, holder = accounts[0], accounts[3]
         leaf = parties[0].share_leaf(
             rid,

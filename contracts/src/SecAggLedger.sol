@@ -38,7 +38,8 @@ import {SecAggRewardToken} from "./SecAggRewardToken.sol";
 ///           and this contract's address, so it cannot be replayed on another chain or
 ///           another ledger either.
 /// @dev Round phases: Open (key adverts and commits, until commitDeadline) → Unmasking
-///      (survivor set posted; survivors post revealed shares until unmaskDeadline) →
+///      (survivor set posted; survivors post revealed shares, or under HE participants
+///      attest the ciphertext sum's digest, until unmaskDeadline) →
 ///      Aggregated (aggregate posted; included participants claim rewards).
 contract SecAggLedger is AccessControl {
     // ----------------------------------------------------------------------------------
@@ -69,6 +70,7 @@ contract SecAggLedger is AccessControl {
     uint256 private constant SHARES_POSTED = 16;
     uint256 private constant INCLUDED = 32;
     uint256 private constant REWARD_CLAIMED = 64;
+    uint256 private constant SUM_ATTESTED = 128;
     /// @dev What a commit without shares (HE modes: zero root) stores, so that a non-zero
     ///      slot always means "committed". No proof reaches it: {verifyShare} refuses it.
     bytes32 private constant NO_SHARES = bytes32(uint256(1));
@@ -183,6 +185,7 @@ contract SecAggLedger is AccessControl {
         bytes32 leaf,
         address reporter
     );
+    event SumAttested(uint64 indexed roundId, address indexed participant, bytes32 sumDigest);
     event AggregatePosted(
         uint64 indexed roundId, bytes32 aggregateCid, bytes32 aggregateHash, address[] included
     );
@@ -219,6 +222,7 @@ contract SecAggLedger is AccessControl {
     error NoShareRoot(uint64 roundId, address owner);
     error ShareProofValid(uint64 roundId, address owner, address holder);
     error AlreadyReported(uint64 roundId, address owner, address holder);
+    error SumAlreadyAttested(uint64 roundId, address participant);
     error NotIncluded(uint64 roundId, address participant);
     error RewardAlreadyClaimed(uint64 roundId, address participant);
     error ZeroPenalty();
@@ -443,6 +447,30 @@ contract SecAggLedger is AccessControl {
         if (f & SHARES_POSTED != 0) revert SharesAlreadyPosted(roundId, msg.sender);
         _flags[roundId][word] = bits | (SHARES_POSTED << shift);
         emit SharesPosted(roundId, msg.sender, sharesBlobHash);
+    }
+
+    /// @notice Attest, once per round, that `sumDigest` is the SHA-256 digest of the sum of
+    ///         the ciphertexts the round's survivors committed (HE modes).
+    /// @dev The HE key holder decrypts a sum only when enough participants attested its
+    ///      digest from their own accounts: it never sees the ciphertexts, and the
+    ///      aggregator, who holds the public key, could otherwise pass one client's
+    ///      ciphertext plus encryptions of zero as a sum. Each attester added up the
+    ///      survivors' committed ciphertexts itself (the Committed events name them, the
+    ///      store holds them); the survivor set it refers to is the one posted, which
+    ///      cannot change. The digest is in the SumAttested event only; the flag in the
+    ///      round bitmap makes a second attestation fail.
+    function attestSum(uint64 roundId, bytes32 sumDigest) external {
+        Account memory a = _participant();
+        Round memory r = _roundIn(roundId, Phase.Unmasking);
+        if (block.timestamp > r.unmaskDeadline) {
+            revert DeadlinePassed(roundId, r.unmaskDeadline, uint64(block.timestamp));
+        }
+        (uint256 word, uint256 shift, uint256 bits) = _slot(roundId, a.index);
+        uint256 f = bits >> shift;
+        if (f & IN_ROUND == 0) revert NotInRound(roundId, msg.sender);
+        if (f & SUM_ATTESTED != 0) revert SumAlreadyAttested(roundId, msg.sender);
+        _flags[roundId][word] = bits | (SUM_ATTESTED << shift);
+        emit SumAttested(roundId, msg.sender, sumDigest);
     }
 
     /// @notice Post the aggregate's CID and hash and the participants it includes, once.

@@ -5,7 +5,9 @@ keys the server cannot substitute when it relays them, and one survivor set that
 sees. Both rest on identities registered out of band. A client's identity is one 32-byte
 secret seed (what a hospital's key file holds); three keys derive from it, one per job:
 
-- an **Ed25519** key, the identity's name: what the ledger registers;
+- an **Ed25519** key, the identity's name: what the ledger registers, and what signs a
+  client's own statements one by one (:meth:`IdentityKey.sign`: an HE client's ciphertext
+  digest, an HE key holder's public key);
 - a static **X25519** key. Two clients' static keys agree on the same secret every round, so
   each pair computes it once (:meth:`IdentityKey.pair_key`), and a MAC under it authenticates
   the round keys a client advertises to that neighbour: an authenticated key exchange in the
@@ -27,6 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from blspy import G1Element
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -39,10 +42,11 @@ from secagg.crypto.agreement import (
     validate_public_key,
 )
 from secagg.crypto.kdf import derive_key, encode_context
-from secagg.errors import CryptoError
+from secagg.errors import CryptoError, TamperedMessageError
 
 SEED_BYTES = 32
 PUBLIC_KEY_BYTES = 32  # Ed25519, the identity's name
+SIGNATURE_BYTES = 64  # Ed25519
 #: One directory entry: Ed25519 | X25519 | BLS public key | BLS proof of possession.
 RECORD_BYTES = PUBLIC_KEY_BYTES + KEY_BYTES + aggregate.PUBLIC_KEY_BYTES + aggregate.PROOF_BYTES
 
@@ -61,6 +65,16 @@ class PublicIdentity:
     agreement: bytes  # raw static X25519 public key
     aggregate: G1Element  # BLS public key, its proof of possession checked
 
+    def verify(self, signature: object, message: bytes, what: str) -> None:
+        """Raise TamperedMessageError unless ``signature`` is this identity's Ed25519
+        signature of ``message`` (``what`` names the statement in the error)."""
+        if not isinstance(signature, bytes) or len(signature) != SIGNATURE_BYTES:
+            raise TamperedMessageError(f"{what}: an Ed25519 signature is {SIGNATURE_BYTES} bytes")
+        try:
+            Ed25519PublicKey.from_public_bytes(self.name).verify(signature, message)
+        except InvalidSignature:
+            raise TamperedMessageError(f"{what}: the signature does not verify") from None
+
 
 @dataclass(frozen=True, repr=False, eq=False)
 class IdentityKey:
@@ -68,6 +82,7 @@ class IdentityKey:
     public name only)."""
 
     seed: bytes
+    signing: Ed25519PrivateKey
     agreement: KeyPair
     aggregate: aggregate.AggregateSigningKey
     public: bytes  # the Ed25519 public key
@@ -85,16 +100,20 @@ class IdentityKey:
         """Load an identity from its 32-byte seed (as stored in a hospital's key file)."""
         if not isinstance(raw, bytes) or len(raw) != SEED_BYTES:
             raise CryptoError(f"an identity key is a {SEED_BYTES}-byte seed")
-        name = (
-            Ed25519PrivateKey.from_private_bytes(raw).public_key().public_bytes(_RAW, _RAW_PUBLIC)
-        )
+        signing = Ed25519PrivateKey.from_private_bytes(raw)
+        name = signing.public_key().public_bytes(_RAW, _RAW_PUBLIC)
         agreement = key_pair_from_private_bytes(derive_key(raw, info=_AGREEMENT))
         bls = aggregate.AggregateSigningKey.from_seed(derive_key(raw, info=_AGGREGATE))
         record = name + agreement.public + bls.public + bls.prove_possession()
-        return cls(raw, agreement, bls, name, record)
+        return cls(raw, signing, agreement, bls, name, record)
 
     def private_bytes(self) -> bytes:
         return self.seed
+
+    def sign(self, message: bytes) -> bytes:
+        """This identity's Ed25519 signature of ``message`` (checked by
+        :meth:`PublicIdentity.verify` against the directory entry)."""
+        return self.signing.sign(message)
 
     def pair_key(self, peer: PublicIdentity) -> bytes:
         """The key this identity shares with ``peer``: HKDF of their static X25519 agreement.

@@ -8,7 +8,9 @@ Message types (the server app sends them in this order each run):
   (AdvertiseKeysRequest); the node trains, encodes, protects and replies with its first
   protocol message (AdvertiseKeys, a ciphertext, or the plain update);
 - ``query.masking``: one masking message in, the state machine's reply out;
-- ``query.decrypt`` (HE key holder only): the announced ciphertext sum in, the plaintext out;
+- ``query.attest`` (HE): the round's signed ciphertexts in (or, with the ledger, read from the
+  chain and the store), the node's co-signature on their sum out (or on chain);
+- ``query.decrypt`` (HE key holder only): an attested sum in, the plaintext out;
 - ``query.finish``: the run is over.
 
 The node's state lives in this process between messages (see :mod:`secagg.flower.worker`):
@@ -71,6 +73,13 @@ def masking(message: Message, context: Context) -> Message:
     _, blobs = wire.unpack(message.content)
     node = _node(context)
     return _reply(message, {"client_id": node.id}, node.on_masking(blobs))
+
+
+@app.query("attest")
+def attest(message: Message, context: Context) -> Message:
+    meta, blobs = wire.unpack(message.content)
+    node = _node(context)
+    return _reply(message, {"client_id": node.id}, node.on_attest(meta, blobs))
 
 
 @app.query("decrypt")

@@ -109,7 +109,8 @@ class LocalFederation:
         )
         ledger = any(c.ledger.enabled for c in configs)
         directory = None
-        if signed or ledger:  # the contract registers every identity key too
+        he = bool(modes & {"ckks", "paillier"})  # HE clients sign their ciphertexts
+        if signed or ledger or he:  # the contract registers every identity key too
             directory = generate_identities(range(self.n), keys)
         if not self.node_configs:
             self.node_configs = [{"client-id": i, "partition-id": i} for i in range(self.n)]
@@ -123,7 +124,7 @@ class LocalFederation:
                 path = keys / str(i) / "chain.key"
                 write_chain_key(path, bytes(Account.create().key))
                 node["chain-key"] = str(path)
-            if modes & {"ckks", "paillier"} and i == key_holder:
+            if he and i == key_holder:
                 node["he-key-holder"] = True
         self.identities = directory
         return directory

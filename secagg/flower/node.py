@@ -35,6 +35,7 @@ from secagg.simulation.federation import SEED_PROTECTION, Federation, derive_see
 
 if TYPE_CHECKING:
     from secagg.crypto.identity import IdentityKey
+    from secagg.he.attest import AttestingClient
     from secagg.ledger.client import LedgerClient
     from secagg.protection.base import Protection
     from secagg.storage import LocalBlobStore
@@ -42,6 +43,11 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger("secagg.flower.node")
+
+_NEEDS_IDENTITY = (
+    "this run needs identity-key and identities in the node config (secagg deploy writes "
+    "them): signed masking rounds and HE rounds sign with the node's identity"
+)
 
 
 def config_from_text(text: str) -> Config:
@@ -118,9 +124,7 @@ class HospitalNode:
         pt = self.config.protection
         blobs: dict[str, bytes] = {}
         if pt.mode in HESum.MODES and self.settings.he_key_holder:
-            n = len(self.client_ids)
-            self.key_holder = KeyHolder(self.config, n, decryption_threshold(self.config, n))
-            blobs["he_public_key"] = self.key_holder.public_bytes
+            blobs["he_public_key"] = self._hold_he_key()
         if pt.mode in MaskingSum.MODES and self.config.ledger.enabled:
             raise ConfigError(
                 "a Flower deployment does not run masking with the ledger yet: use "
@@ -168,8 +172,10 @@ class HospitalNode:
         if self.protection is None:
             identities = None
             pt = self.config.protection
-            if pt.mode in MaskingSum.MODES and pt.consistency == "signatures":
-                assert self.identity is not None
+            signed = pt.mode in MaskingSum.MODES and pt.consistency == "signatures"
+            if signed or pt.mode in HESum.MODES:  # HE: every client signs its ciphertext
+                if self.identity is None:
+                    raise ConfigError(_NEEDS_IDENTITY)
                 from secagg.flower.keys import read_directory
 
                 identities = read_directory(self.settings.identities)
@@ -243,12 +249,13 @@ class HospitalNode:
             (message,) = self.masking.handle(request)
             return reply, {"reply": message.to_bytes()}
         assert isinstance(secure_sum, HESum)
-        ciphertext = secure_sum.encrypt(encoding)
+        submission = self._he_client(secure_sum).submit(r, encoding)
         if self.ledger is not None:
             assert self.store is not None
+            from secagg.he.attest import Submission
             from secagg.ledger.records import epsilon_to_fixed
 
-            cid = self.store.put(ciphertext)
+            cid = self.store.put(Submission.from_bytes(submission).ciphertext)
             try:
                 self.ledger.commit(
                     int(meta["chain_round"]),
@@ -260,7 +267,7 @@ class HospitalNode:
                 # The contract refuses to let this hospital overspend: its update stays home.
                 reply["refused"] = f"{type(exc).__name__}: {exc}"
                 return reply, {}
-        return reply, {"ciphertext": ciphertext}
+        return reply, {"submission": submission}
 
     def on_masking(self, blobs: Mapping[str, bytes]) -> dict[str, bytes]:
         """One server message of the masking round in, this client's reply out."""
@@ -269,20 +276,78 @@ class HospitalNode:
         (message,) = self.masking.handle(decode_server_message(blobs["request"]))
         return {"reply": message.to_bytes()}
 
+    # ---- HE: the key holder's key, this node's signatures, attestation, decryption -------
+
+    def _hold_he_key(self) -> bytes:
+        """Key holder: make the run's key pair; its public half, signed with this identity."""
+        if not (self.settings.identity_key and self.settings.identities):
+            raise ConfigError(_NEEDS_IDENTITY)
+        from secagg.flower.keys import read_directory, read_identity_key
+
+        n = len(self.client_ids)
+        self.key_holder = KeyHolder(
+            self.config,
+            n,
+            decryption_threshold(self.config, n),
+            dim=self.dim + 1,
+            directory=read_directory(self.settings.identities),
+        )
+        identity = read_identity_key(self.settings.identity_key)
+        return self.key_holder.signed_public_key(identity, self.id)
+
+    def _he_client(self, secure_sum: HESum) -> AttestingClient:
+        """This node's side of every attested HE round: its identity signs."""
+        if self.identity is None:
+            raise ConfigError(_NEEDS_IDENTITY)
+        return secure_sum.client(self.id, self.identity)
+
+    def on_attest(self, meta: Mapping[str, Any], blobs: Mapping[str, bytes]) -> dict[str, bytes]:
+        """Co-sign the sum of the round's signed ciphertexts after adding them up here.
+
+        Without the ledger the board comes from the aggregator (every signature on it is
+        checked); with it, the survivors and their digests come from the chain and the
+        ciphertexts from the store, and the attestation goes on chain from this node's
+        account. The key holder refuses: it never looks at a ciphertext.
+        """
+        protection = self.protection
+        if not isinstance(protection, HiddenFedAvg) or not isinstance(protection.secure_sum, HESum):
+            raise ProtocolError("an attestation request arrived outside an HE run's round")
+        client = self._he_client(protection.secure_sum)
+        if self.ledger is None:
+            if "board" not in blobs:
+                raise ProtocolError("the attestation request carries no board")
+            return {"attestation": client.attest(blobs["board"])}
+        from secagg.ledger.he_attestation import survivor_ciphertexts
+
+        assert self.store is not None
+        chain_round = int(meta["chain_round"])
+        ciphertexts = survivor_ciphertexts(self.ledger, self.store, chain_round)
+        self.ledger.attest_sum(chain_round, client.attest_committed(chain_round, ciphertexts))
+        return {}
+
     def on_decrypt(self, meta: Mapping[str, Any], blobs: Mapping[str, bytes]) -> dict[str, bytes]:
-        """Key holder: decrypt the announced sum of ``summands`` ciphertexts, nothing else."""
+        """Key holder: decrypt an attested sum, nothing else (see :mod:`secagg.he.attest`).
+
+        Without the ledger the request carries the signed digests and the co-signatures;
+        with it, the key holder reads the sum's pedigree from the chain itself.
+        """
         if self.key_holder is None:
             raise ProtocolError(f"client {self.id} is not the HE key holder")
-        total = self.key_holder.decrypt_sum(
-            self.key_holder_public().deserialize_vector(blobs["total"]), int(meta["summands"])
-        )
-        return {"values": wire.f64(np.asarray(total, dtype=np.float64))}
+        if self.ledger is None:
+            if "request" not in blobs:
+                raise ProtocolError(
+                    "the key holder decrypts only an attested request (signed ciphertext "
+                    "digests and t co-signatures), never a bare sum"
+                )
+            values = self.key_holder.decrypt_request(blobs["request"])
+        else:
+            from secagg.he.attest import digest
+            from secagg.ledger.he_attestation import attested_sum
 
-    def key_holder_public(self) -> Any:
-        from secagg.protection.he import load_client_key
-
-        assert self.key_holder is not None
-        return load_client_key(self.config.protection.mode, self.key_holder.public_bytes)
+            total = blobs["total"]
+            pedigree = attested_sum(self.ledger, int(meta["chain_round"]), digest(total))
+            values = self.key_holder.decrypt_attested(pedigree, total)
+        return {"values": wire.f64(np.asarray(values, dtype=np.float64))}
 
     def _claim(self, meta: Mapping[str, Any]) -> None:
         """Claim the reward of the round the server says this node was included in.

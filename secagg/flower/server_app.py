@@ -12,8 +12,11 @@ replies; a phase closes when every node has replied or its deadline passes):
    consistency check in signed rounds, unmasking): what :class:`~secagg.masking.MaskingServer`
    emits goes out, what nodes reply goes back into it; a silent node is dropped by
    ``close_phase`` exactly as in the in-process runner.
-3. HE only: the aggregator adds the ciphertexts (:class:`~secagg.protection.he.HEAggregator`)
-   and sends the sum to the key-holder node (``query.decrypt``), which decrypts sums only.
+3. HE only: the aggregator checks every signed ciphertext and adds them
+   (:class:`~secagg.he.attest.AttestedAggregator`), sends the co-signers the board of signed
+   ciphertexts (``query.attest``; with the ledger they read it from the chain and the store
+   and attest on chain), and sends the key-holder node the attested sum (``query.decrypt``),
+   which decrypts nothing else.
 4. The sum is finalised by :meth:`~secagg.protection.HiddenFedAvg.conclude` (FedAvg's checks),
    the model moves by :func:`~secagg.simulation.federation.apply_update`, the server evaluates,
    and the round record goes to ``metrics.json`` through the simulation's ResultsWriter.
@@ -37,7 +40,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from secagg.config import Config
-from secagg.errors import BelowThresholdError, CryptoError, HEError, ProtocolError, SecAggError
+from secagg.errors import BelowThresholdError, CryptoError, ProtocolError, SecAggError
 from secagg.flower import wire
 from secagg.flower.exchange import Exchange, Reply, Traffic
 from secagg.flower.node import config_from_text
@@ -354,7 +357,9 @@ class Coordinator:
             and isinstance(protection, HiddenFedAvg)
             and isinstance(protection.secure_sum, HESum)
         ):
-            blobs["he_public_key"] = protection.secure_sum.public_bytes
+            signed = protection.secure_sum.signed_public_key  # as the key holder signed it
+            assert signed is not None
+            blobs["he_public_key"] = signed
 
         def train_content(c: int, extra: dict[str, bytes]) -> Any:
             meta = dict(base)
@@ -463,39 +468,68 @@ class Coordinator:
         traffic: Traffic,
         ledger: Any,
     ) -> tuple[AggregateOutcome, dict[int, Reply], dict[str, list[int]]]:
+        """Signed ciphertexts in; the board (or, with the ledger, the chain) out to the
+        co-signers; their co-signatures; an attested sum to the key holder (see
+        :mod:`secagg.he.attest`)."""
         group = str(r + 1)
         trained = self._train_everyone(r, group, train_content, traffic)
-        blobs = {
-            c: rep.blobs["ciphertext"] for c, rep in trained.items() if "ciphertext" in rep.blobs
+        sent = {
+            c: rep.blobs["submission"] for c, rep in trained.items() if "submission" in rep.blobs
         }
-        silent = sorted(set(self.node_of) - set(blobs))
+        silent = sorted(set(self.node_of) - set(sent))
         dropped = {"masked_input": silent} if silent else {}
         if ledger is not None:
-            ledger.record_commits(r, blobs)
+            ledger.record_commits(r, sent)
             for c, rep in trained.items():
                 if "refused" in rep.meta:
                     ledger.rounds[r].refused[c] = str(rep.meta["refused"])
         start = time.process_time()
+        aggregator = secure_sum.aggregator(r)
+        for c, message in sorted(sent.items()):
+            if not aggregator.receive(c, message):
+                log.warning(
+                    "round %s: client %s's ciphertext refused: %s", r + 1, c, aggregator.rejected[c]
+                )
         try:
-            total, included, rejected = secure_sum.aggregator.sum(blobs)
-        except HEError as exc:
+            board = aggregator.board()
+        except BelowThresholdError as exc:
             return protection.aborted(exc), trained, dropped
         aggregate_seconds = time.process_time() - start
+        included = aggregator.included
+        total = aggregator.total.serialize()
+        meta: dict[str, Any] = {"round": r}
         if ledger is not None:
             ledger.post_survivors(r, included)
-            ledger.set_aggregate(r, total.serialize())
+            ledger.set_aggregate(r, total)
+            meta["chain_round"] = ledger.rounds[r].chain_round
+        # The key holder never sees a ciphertext: it does not co-sign.
+        cosigners = [c for c in included if c != secure_sum.key_holder_id]
+        self.event(r, "attest", "sent")
+        attested = self.exchange.round_trip(
+            {
+                c: (self.node_of[c], wire.pack(meta, {} if ledger else {"board": board}))
+                for c in cosigners
+            },
+            "query.attest",
+            group,
+            traffic,
+        )
+        self.event(r, "attest", "closed", dropped=sorted(set(cosigners) - set(attested)))
+        to_decrypt = {"total": total}
+        if ledger is None:
+            start = time.process_time()
+            for c, rep in sorted(attested.items()):
+                aggregator.receive_attestation(c, rep.blobs.get("attestation", b""))
+            try:
+                to_decrypt = {"request": aggregator.decrypt_request()}
+            except BelowThresholdError as exc:
+                return protection.aborted(exc), trained, dropped
+            aggregate_seconds += time.process_time() - start
         holder = self.key_holder
         assert holder is not None
         self.event(r, "decrypt", "sent")
         answer = self.exchange.round_trip(
-            {
-                holder: (
-                    self.node_of[holder],
-                    wire.pack(
-                        {"round": r, "summands": len(included)}, {"total": total.serialize()}
-                    ),
-                )
-            },
+            {holder: (self.node_of[holder], wire.pack(meta, to_decrypt))},
             "query.decrypt",
             group,
         )
@@ -508,14 +542,15 @@ class Coordinator:
                 dropped,
             )
         values = wire.from_f64(answer[holder].blobs["values"])
-        sizes = [len(b) for b in blobs.values()]
+        sizes = [len(b) for b in sent.values()]
         outcome = secure_sum.outcome(
             values,
             included,
             {
                 "bytes_over_float32_update": float(np.mean(sizes)) / (4 * (secure_sum.dim - 1)),
                 "server_seconds": aggregate_seconds,
-                "rejected_ciphertexts": rejected,
+                "cosigners": len(aggregator.cosigners) if ledger is None else len(attested),
+                "rejected_ciphertexts": {str(c): why for c, why in aggregator.rejected.items()},
             },
         )
         return protection.conclude(outcome, declared), trained, dropped

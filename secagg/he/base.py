@@ -18,7 +18,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, NoReturn, Protocol, Self
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -196,6 +196,15 @@ class HEPublicKey(ABC):
     @abstractmethod
     def deserialize_vector(self, data: bytes) -> EncryptedVector:
         """Parse a ciphertext; truncated or altered bytes raise TamperedMessageError."""
+
+    def decrypt(self, vector: EncryptedVector) -> NoReturn:
+        """Always refused, by name: a public key holds no secret key (the backends' own
+        objects would fail with a bare ValueError, or not at all)."""
+        raise HEError(
+            f"this {self.params.scheme} public key holds no secret key, so whoever holds it "
+            "(the aggregator, a client) cannot decrypt: only the key holder decrypts, and "
+            "only a sum attested by at least t clients"
+        )
 
     def sum_serialized(self, blobs: Iterable[bytes]) -> EncryptedVector:
         """Streaming sum: parse each blob, add it, drop it (memory of one ciphertext set)."""

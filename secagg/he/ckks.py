@@ -370,15 +370,15 @@ class CKKSEncryptedVector(EncryptedVector):
         self, params: CKKSParams, key_id: bytes, length: int, summands: int, chunks: list[Any]
     ) -> None:
         super().__init__(params, key_id, length, summands)
-        self.chunks = chunks
+        self._chunks = chunks  # TenSEAL vectors: never handed out (their errors are not ours)
 
     def _add_ciphertexts(self, other: CKKSEncryptedVector) -> None:
-        for mine, theirs in zip(self.chunks, other.chunks, strict=True):
+        for mine, theirs in zip(self._chunks, other._chunks, strict=True):
             mine.add_(theirs)
 
     def serialize(self) -> bytes:
-        parts = [_COUNT.pack(len(self.chunks))]
-        for chunk in self.chunks:
+        parts = [_COUNT.pack(len(self._chunks))]
+        for chunk in self._chunks:
             data = chunk.serialize()
             parts += [_LEN.pack(len(data)), data]
         return wire.pack_ciphertext(
@@ -397,17 +397,8 @@ class CKKSPublicKey(HEPublicKey):
         self.key_id = wire.key_id_of(frame)
         self._data_parms_id = list(context.seal_context().data.first_parms_id())
 
-    @property
-    def context(self) -> Any:
-        """The underlying public TenSEAL context (no secret key)."""
-        return self._context
-
     def serialize(self) -> bytes:
         return self._frame
-
-    def _chunk_lengths(self, length: int) -> list[int]:
-        slots = self.params.slots_per_ciphertext
-        return [min(slots, length - start) for start in range(0, length, slots)]
 
     def encrypt(self, values: ArrayLike) -> CKKSEncryptedVector:
         vector = check_values(values, self.params.value_bound)
@@ -425,24 +416,22 @@ class CKKSPublicKey(HEPublicKey):
                 f"ciphertext claims {frame.summands} summands, the parameter set holds "
                 f"{self.params.max_summands}"
             )
-        lengths = self._chunk_lengths(frame.length)
-        view, pos = memoryview(frame.payload), _COUNT.size
-        if len(view) < pos or _COUNT.unpack_from(view)[0] != len(lengths):
+        # The chunk count is checked against the payload's bytes and then against the
+        # declared length by arithmetic: nothing is sized by the declared length itself.
+        slots = self.params.slots_per_ciphertext
+        reader = wire.Reader(frame.payload, "CKKS ciphertext")
+        count = reader.count(_LEN.size + 1)  # each chunk: its length and at least one byte
+        if count != -(-frame.length // slots):
             raise TamperedMessageError(
-                f"CKKS ciphertext must hold {len(lengths)} chunks for length {frame.length}"
+                f"a CKKS ciphertext of {frame.length} values holds {-(-frame.length // slots)} "
+                f"chunks of {slots} values, this one declares {count}"
             )
         chunks = []
-        for expected in lengths:
-            if pos + _LEN.size > len(view):
-                raise TamperedMessageError("CKKS ciphertext truncated")
-            (size,) = _LEN.unpack_from(view, pos)
-            pos += _LEN.size
-            if pos + size > len(view):
-                raise TamperedMessageError("CKKS ciphertext truncated")
-            chunks.append(self._load_chunk(bytes(view[pos : pos + size]), expected))
-            pos += size
-        if pos != len(view):
-            raise TamperedMessageError("CKKS ciphertext has trailing bytes")
+        for index in range(count):
+            (size,) = reader.unpack(_LEN)
+            expected = min(slots, frame.length - index * slots)
+            chunks.append(self._load_chunk(reader.take(size), expected))
+        reader.finish()
         return CKKSEncryptedVector(self.params, self.key_id, frame.length, frame.summands, chunks)
 
     def _load_chunk(self, data: bytes, expected_size: int) -> Any:
@@ -499,7 +488,7 @@ class CKKSSecretKey(HESecretKey):
             raise HEError(f"a CKKS key cannot decrypt {type(vector).__name__}")
         self._check_own(vector)
         secret = self._context.secret_key()
-        parts = [np.asarray(chunk.decrypt(secret), dtype=np.float64) for chunk in vector.chunks]
+        parts = [np.asarray(chunk.decrypt(secret), dtype=np.float64) for chunk in vector._chunks]
         return np.concatenate(parts)
 
     def decrypt(self, vector: EncryptedVector) -> np.ndarray:

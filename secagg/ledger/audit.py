@@ -35,6 +35,7 @@ from secagg.aggregation import FedAvg
 from secagg.config import config_from_dict
 from secagg.crypto import shamir
 from secagg.errors import SecAggError
+from secagg.ledger import he_attestation
 from secagg.ledger.client import LedgerClient
 from secagg.ledger.records import LedgerEvent, epsilon_from_fixed
 from secagg.ledger.roundblobs import (
@@ -215,6 +216,7 @@ def _check_round(
             _check_masked_update(audit, config, total, update, survivors, ledger)
     elif mode in ("ckks", "paillier"):
         _replay_he(audit, record, blobs, survivors, aggregate, _participants(ledger, config))
+        he_attestation.check_attestations(audit, ledger, events, aggregate, record)
         audit.ok("update", "decryption is the key holder's (no threshold decryption): not redone")
     else:
         audit.fail("aggregate", f"unknown protection mode {mode!r} in the round's rules")

@@ -46,6 +46,7 @@ ROUND_EVENTS = frozenset(
         "SurvivorsPosted",
         "SharesPosted",
         "BadShareReported",
+        "SumAttested",
         "AggregatePosted",
         "RewardClaimed",
     }
@@ -272,6 +273,12 @@ class LedgerClient:
             _uint(round_id, 64), _b32(shares_blob_hash, "shares_blob_hash")
         )
         return self._transact(fn, f"postShares({round_id})")
+
+    def attest_sum(self, round_id: int, sum_digest: bytes) -> TxReceipt:
+        """Participant: attest the digest of the sum of the survivors' committed ciphertexts
+        (HE modes), once per round, after adding them up itself."""
+        fn = self.contract.functions.attestSum(_uint(round_id, 64), _b32(sum_digest, "sum_digest"))
+        return self._transact(fn, f"attestSum({round_id})")
 
     def claim_reward(self, round_id: int) -> TxReceipt:
         """Included participant: mint this round's reward (less any outstanding penalty)."""

@@ -59,6 +59,7 @@ ERROR_CLASSES: dict[str, tuple[type[LedgerError], str]] = {
     "SharesAlreadyPosted": (LedgerReplayError, "revealed shares are posted once per round"),
     "AlreadyReported": (LedgerReplayError, "this (owner, holder) share was already reported"),
     "RewardAlreadyClaimed": (LedgerReplayError, "a round's reward is claimed once"),
+    "SumAlreadyAttested": (LedgerReplayError, "a participant attests one sum per round"),
     "EpsilonCapExceeded": (
         LedgerBudgetError,
         "the participant's privacy budget is spent; it must stop contributing",

@@ -234,7 +234,7 @@ class LedgerSession:
     def round_stats(self, round_idx: int) -> dict[str, Any]:
         state = self.rounds[round_idx]
         per_op = {op: int(np.median(g)) for op, g in state.gas.items() if g}
-        client_ops = ("advertiseKeys", "commit", "postShares", "claimReward")
+        client_ops = ("advertiseKeys", "commit", "postShares", "attestSum", "claimReward")
         per_client = sum(per_op.get(op, 0) for op in client_ops)
         return {
             "chain_round": state.chain_round,
@@ -303,6 +303,14 @@ class LedgerSession:
         """The survivor set as the chain has it: what every client reads."""
         survivors, _ = self.aggregator.survivor_set(self.rounds[round_idx].chain_round)
         return sorted(self.client_of[a] for a in survivors)
+
+    @_reaching_the_node
+    def attest_sum(self, round_idx: int, client: int, sum_digest: bytes) -> None:
+        """``client`` attests, from its own account, the digest of the sum it added up (HE)."""
+        state = self.rounds[round_idx]
+        self._record(
+            state, "attestSum", self.clients[client].attest_sum(state.chain_round, sum_digest)
+        )
 
     def record_commits(self, round_idx: int, clients: Iterable[int]) -> None:
         """Clients that committed with their own keys (a deployment): the aggregator saw it

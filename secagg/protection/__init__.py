@@ -77,8 +77,8 @@ def make_protection(
     ``dim`` is the length of one update; hiding modes sum ``dim + 1`` values (the weight).
     ``ledger``: record every round on chain (keys and survivor set read from it).
     Keys that live elsewhere (a deployment, :mod:`secagg.flower`): ``identities``, the
-    clients' registered signing keys (masking); ``he_public_key``, the key holder's public
-    key (HE). Without them a simulation generates them here.
+    clients' registered signing keys; ``he_public_key``, the key holder's public key signed
+    with its identity (HE). Without them a simulation generates them here.
     """
     mode = config.protection.mode
     if mode == "none":
@@ -88,7 +88,7 @@ def make_protection(
     if mode in MaskingSum.MODES:
         secure_sum = MaskingSum(config, client_ids, dim + 1, seed, ledger, identities)
     else:
-        secure_sum = HESum(config, client_ids, dim + 1, seed, ledger, he_public_key)
+        secure_sum = HESum(config, client_ids, dim + 1, seed, ledger, he_public_key, identities)
     return HiddenFedAvg(mode, linear, secure_sum, config.protection.clip_range, norm_bound)
 
 

@@ -127,17 +127,16 @@ def test_modulus_beyond_the_security_table_is_refused() -> None:
         CKKSParams(8192, (60, 60, 60, 60), 40, 1.0, 10)
 
 
-def test_aggregator_context_cannot_decrypt(
+def test_the_aggregators_key_refuses_to_decrypt_with_the_librarys_error(
     keys: tuple[CKKSPublicKey, CKKSSecretKey], aggregator: CKKSPublicKey
 ) -> None:
-    context = aggregator.context
-    assert not context.is_private() and not context.has_secret_key()
-    assert not hasattr(aggregator, "decrypt")
+    """What the aggregator holds cannot decrypt, and trying says why with a named error (issue
+    18, smaller: TenSEAL's public context answered with a bare ValueError)."""
     vector = aggregator.encrypt([0.5, -0.25])
-    with pytest.raises(ValueError, match="secret"):
-        vector.chunks[0].decrypt()  # TenSEAL itself refuses: there is no key to decrypt with
-    with pytest.raises(ValueError, match="Secret key"):
-        context.secret_key()
+    with pytest.raises(HEError, match="holds no secret key"):
+        aggregator.decrypt(vector)
+    context = aggregator._context  # TenSEAL's, underneath: no secret key in it either
+    assert not context.is_private() and not context.has_secret_key()
     np.testing.assert_allclose(keys[1].decrypt(vector), [0.5, -0.25], atol=1e-6)
 
 
