@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import gmpy2
 import numpy as np
@@ -24,6 +25,9 @@ import tenseal as ts
 
 from secagg.aggregation import FedAvg, NormBound, rule_from_config
 from secagg.config import load_config
+from secagg.crypto.identity import IdentityKey
+from secagg.he.attest import AttestingClient
+from secagg.he.base import EncryptedVector, HEPublicKey
 from secagg.he.ckks import CKKSEncryptedVector, CKKSPublicKey
 from secagg.he.paillier import PaillierEncryptedVector, PaillierPublicKey
 from secagg.protection import HiddenFedAvg, hiding_rule
@@ -80,28 +84,44 @@ class _UnclampedMasking(MaskingSum):
         return np.bitwise_and(signed, self.spec.modulus - 1).astype(self.spec.dtype)
 
 
-class _UncheckedHE(HESum):
-    """The HE client code a liar runs: it encrypts values beyond the clip range."""
+class _UncheckedKey:
+    """The encryption a liar runs: the real public key, minus the range check."""
 
-    def encrypt(self, encoding: np.ndarray) -> bytes:
-        if np.abs(encoding).max() <= self.aggregator.public_key.params.value_bound:
-            return super().encrypt(encoding)
-        key = self.client_key
+    def __init__(self, key: HEPublicKey) -> None:
+        self.key = key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.key, name)
+
+    def encrypt(self, values: np.ndarray) -> EncryptedVector:
+        encoding = np.asarray(values, dtype=np.float64)
+        key = self.key
+        if np.abs(encoding).max() <= key.params.value_bound:
+            return key.encrypt(encoding)
         if isinstance(key, CKKSPublicKey):
             slots = key.params.slots_per_ciphertext
             chunks = [
-                ts.ckks_vector(key.context, encoding[i : i + slots].tolist())
+                ts.ckks_vector(key._context, encoding[i : i + slots].tolist())
                 for i in range(0, encoding.size, slots)
             ]
-            return CKKSEncryptedVector(key.params, key.key_id, encoding.size, 1, chunks).serialize()
+            return CKKSEncryptedVector(key.params, key.key_id, encoding.size, 1, chunks)
         assert isinstance(key, PaillierPublicKey)
         packed = paillier_borrowing_plaintexts(key, encoding)
         raw = phe.PaillierPublicKey(key.modulus)
         ciphertexts = [gmpy2.mpz(raw.raw_encrypt(m % key.modulus)) for m in packed]
-        vector = PaillierEncryptedVector(
+        return PaillierEncryptedVector(
             key.params, key.key_id, encoding.size, 1, ciphertexts, gmpy2.mpz(key.modulus) ** 2
         )
-        return vector.serialize()
+
+
+class _UncheckedHE(HESum):
+    """HE whose clients run the liar's encryption (the signing and attesting stay honest)."""
+
+    def client(self, c: int, identity: IdentityKey | None = None) -> AttestingClient:
+        found = super().client(c, identity)
+        if not isinstance(found.public_key, _UncheckedKey):
+            found.public_key = _UncheckedKey(found.public_key)  # type: ignore[assignment]
+        return found
 
 
 def paillier_slots(key: PaillierPublicKey, values: np.ndarray) -> list[int]:
