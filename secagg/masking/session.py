@@ -304,3 +304,12 @@ def establish_session(
     relay(server.close_phase())
     relay(server.close_phase())
     return clients
+
+
+def agreed_session(clients: Mapping[int, SessionClient]) -> Session:
+    """The one session these clients agreed (an in-memory run's view of it)."""
+    sessions = [c.session for c in clients.values()]
+    first = sessions[0] if sessions else None
+    if first is None or any(s is None or s.value != first.value for s in sessions):
+        raise ProtocolError("the clients hold no single agreed session")
+    return first

@@ -21,9 +21,7 @@ attested instead). Dropouts need no recovery round: the sum is over whoever sent
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -46,6 +44,7 @@ from secagg.he.attest import (
 )
 from secagg.he.base import HEPublicKey, HESecretKey
 from secagg.masking.params import CONSISTENCY_CHECK, UNMASKING
+from secagg.masking.session import agreed_session, establish_session
 from secagg.protection.base import SumOutcome
 from secagg.protection.dropout import DropoutSchedule
 
@@ -147,13 +146,6 @@ def load_client_key(mode: str, public: bytes, workers: int = 1) -> HEPublicKey:
     return he.load_public_key(public)
 
 
-def simulation_session(client_ids: list[int]) -> bytes:
-    """A session no party can repeat, from a fresh nonce of every client (in a simulation
-    they are drawn here; a deployment takes its session from the run's setup)."""
-    nonces = b"".join(os.urandom(32) for _ in client_ids)
-    return hashlib.sha256(b"secagg/he/simulation-session/v1" + nonces).digest()
-
-
 class HESum:
     """CKKS or packed Paillier over the run's clients, one key pair for the whole run.
 
@@ -161,9 +153,10 @@ class HESum:
     identity (:class:`~secagg.he.attest.SignedPublicKey`); by default a key authority is
     made here. ``identities``: the clients' registered identities (by default generated
     here, with every client's key). ``session``: bytes no party can repeat, bound into every
-    statement (by default, in a simulation: the chain and contract with the ledger, fresh
-    client nonces without; in a deployment: the key holder's fresh public key, which every
-    node and the aggregator derive alike; on-chain attestations are bound to the chain).
+    statement (by default, in a simulation: the chain and contract with the ledger, the
+    run's session of the clients' fresh nonces without; in a deployment: the key holder's
+    fresh public key, which every node and the aggregator derive alike; on-chain
+    attestations are bound to the chain).
     ``key_holder``: the client id this party trusts as key holder (a node's own settings);
     None accepts any registered client who signed the key.
     """
@@ -208,7 +201,8 @@ class HESum:
                 from secagg.ledger.he_attestation import chain_session
 
                 session = chain_session(ledger.admin)
-            session = session or simulation_session(self.client_ids)
+            # No ledger: the clients agree the run's session (secagg.masking.session).
+            session = session or agreed_session(establish_session(self.client_ids)).value
             self.key_holder = KeyHolder(
                 config, n, self.threshold, dim=dim, directory=self.directory, session=session
             )
