@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import itertools
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -183,10 +183,11 @@ class RoundContext:
     aggregate: bytes
     update: np.ndarray
 
-    def unavailable(self, check: str) -> bool:
-        """Fail ``check`` when a survivor's committed update is missing or failed its
-        checks: what was summed cannot be redone (that blob's failure names its owner)."""
-        missing = [a for a in self.survivors if a not in self.blobs]
+    def unavailable(self, check: str, usable: Collection[str]) -> bool:
+        """Fail ``check``, naming each survivor whose committed update is not ``usable``
+        (missing, or failing its hash or its own checks): what was summed cannot be redone,
+        and the blob's owner is the party the failure names."""
+        missing = [a for a in self.survivors if a not in usable]
         for who in missing:
             self.audit.fail(
                 check,
@@ -487,16 +488,7 @@ def _replay_masking(ctx: RoundContext) -> np.ndarray | None:
     if not bad:
         audit.ok("revealed-shares", "every revealed share matches its owner's commitment")
     # Redo the unmasking with the keys the chain published.
-    if ctx.unavailable("aggregate"):
-        return None
-    missing = [a for a in ctx.survivors if a not in masked]
-    for who in missing:  # its blob is there but does not decode or rebuild its root
-        audit.fail(
-            "aggregate",
-            f"cannot be redone: the masked input of {audit.name(who)} fails its checks",
-            who,
-        )
-    if missing:
+    if ctx.unavailable("aggregate", masked):
         return None
     keys = {
         ids[e.args["participant"]]: PublicKeys(
@@ -551,7 +543,7 @@ def _check_he_round(ctx: RoundContext) -> None:
     from secagg import he
 
     audit = ctx.audit
-    if not ctx.unavailable("aggregate"):
+    if not ctx.unavailable("aggregate", ctx.blobs):
         with audit.guard("aggregate", ctx.poster):
             public = he.load_public_key(bytes.fromhex(str(ctx.config.protection["he_public_key"])))
             # The aggregator adds in client order; ciphertext sums are then byte-identical.

@@ -49,7 +49,7 @@ def embedded_web3(*, chain_id: int | None = None, genesis_timestamp: int | None 
 
     chain_id = new_chain_id() if chain_id is None else chain_id
     overrides = {} if genesis_timestamp is None else {"timestamp": genesis_timestamp}
-    backend = PyEVMBackend(
+    backend = _indexed_backend()(
         genesis_parameters=PyEVMBackend.generate_genesis_params(overrides),
         vm_configuration=((0, _chain_bound_vm()),),
     )
@@ -84,6 +84,60 @@ def _chain_bound_vm() -> type:
             super().validate_transaction(transaction)
 
     return PragueVM.configure(__name__="ChainBoundPragueVM", _state_class=ChainBoundState)
+
+
+@functools.cache
+def _indexed_backend() -> type:
+    """eth-tester's py-evm backend, finding a transaction through the chain database's
+    hash index (which py-evm keeps for the canonical chain) instead of reading every block
+    back from the head. eth_getLogs asks for each transaction's receipt, so reading a run's
+    events from its first block cost time quadratic in its length: minutes for the demo's
+    20 rounds when the audit replays them on a fresh chain.
+    """
+    from eth.exceptions import TransactionNotFound as EVMTransactionNotFound
+    from eth_tester import PyEVMBackend
+    from eth_tester.backends.pyevm.serializers import (
+        serialize_transaction,
+        serialize_transaction_receipt,
+    )
+    from eth_tester.exceptions import TransactionNotFound
+
+    class IndexedPyEVMBackend(PyEVMBackend):  # type: ignore[misc]
+        def _find_transaction(self, transaction_hash: bytes) -> tuple[Any, Any, int]:
+            pending = self.chain.get_block()
+            for index, tx in enumerate(pending.transactions):
+                if tx.hash == transaction_hash:
+                    return pending, tx, index
+            missing = TransactionNotFound(
+                f"No transaction found for transaction hash: 0x{transaction_hash.hex()}"
+            )
+            try:
+                number, index = self.chain.chaindb.get_transaction_index(transaction_hash)
+                block = self.chain.get_canonical_block_by_number(number)
+            except EVMTransactionNotFound:
+                raise missing from None
+            # An index entry left by a block that a snapshot revert took off the chain
+            # points at whatever is there now: only a matching hash counts.
+            if index >= len(block.transactions) or block.transactions[index].hash != (
+                transaction_hash
+            ):
+                raise missing
+            return block, block.transactions[index], index
+
+        def get_transaction_by_hash(self, transaction_hash: bytes) -> Any:
+            block, tx, index = self._find_transaction(transaction_hash)
+            pending = block.number == self.chain.get_block().number
+            return serialize_transaction(block, tx, index, pending)
+
+        def get_transaction_receipt(self, transaction_hash: bytes) -> Any:
+            block, tx, index = self._find_transaction(transaction_hash)
+            pending = block.number == self.chain.get_block().number
+            receipts = block.get_receipts(self.chain.chaindb)
+            return serialize_transaction_receipt(
+                block, receipts, tx, index, pending, self.chain.get_vm()
+            )
+
+    return IndexedPyEVMBackend
 
 
 def rpc_web3(url: str, *, timeout: float = 30.0) -> Web3:

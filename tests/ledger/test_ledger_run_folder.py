@@ -24,7 +24,7 @@ import pytest
 
 from secagg.config import load_config
 from secagg.ledger import session as ledger_session
-from secagg.ledger.audit import AuditReport, Check
+from secagg.ledger.audit import AuditReport, Check, RoundContext
 from secagg.ledger.chainfile import (
     CHAIN_FILE,
     ChainRecord,
@@ -181,6 +181,7 @@ def test_a_copy_is_audited_against_its_own_store_not_the_original_one(
 def test_a_flipped_byte_in_a_masked_runs_blob_fails_the_copys_audit_naming_the_party(
     masked_run: Run,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     event: str,
     field: str,
     chain_round: int,
@@ -193,9 +194,17 @@ def test_a_flipped_byte_in_a_masked_runs_blob_fails_the_copys_audit_naming_the_p
     assert not report.passed
     who = target.args[party_field] if party_field else masked_run.aggregator
     assert _named(report, chain_round, "blobs", who, masked_run.party(who)), report.summary()
-    if event == "Committed":  # the sum cannot be redone without it: named, not a KeyError
-        assert _named(report, chain_round, "aggregate", who, masked_run.party(who))
     _no_crash(report)
+    if event != "Committed":
+        return
+    # The sum cannot be redone without that update: the aggregate check names its owner.
+    assert _named(report, chain_round, "aggregate", who, masked_run.party(who))
+    # Twice-run: without that check (as before the fix), the aggregate check crashes on the
+    # missing update with a KeyError and pins the failure on the aggregator instead.
+    monkeypatch.setattr(RoundContext, "unavailable", lambda self, check, usable: False)
+    report = audit_folder(copy)
+    wrong = [f for f in report.failures() if f.check == "aggregate"]
+    assert [(f.party, f.detail.split(":")[0]) for f in wrong] == [("aggregator", "KeyError")]
 
 
 def test_an_untouched_copy_of_an_encrypted_run_passes_its_audit(
