@@ -102,7 +102,7 @@ def _indexed_backend() -> type:
     )
     from eth_tester.exceptions import TransactionNotFound
 
-    class IndexedPyEVMBackend(PyEVMBackend):  # type: ignore[misc]
+    class IndexedPyEVMBackend(PyEVMBackend):
         def _find_transaction(self, transaction_hash: bytes) -> tuple[Any, Any, int]:
             pending = self.chain.get_block()
             for index, tx in enumerate(pending.transactions):
