@@ -17,9 +17,11 @@ Run a federated training simulation described by a TOML config, e.g.
   secagg simulate examples/hospitals.toml
   secagg simulate examples/hospitals.toml --set privacy.mode=none --set run.rounds=5
 
-Writes results/<run.name>/ (metrics.json, config.toml, accuracy.png, epsilon.png) and prints
-the final test accuracy and each client's privacy budget ε. Any key can be overridden with
---set section.key=value (TOML syntax for the value: 3, 0.5, true, [64, 32], "text").
+Writes results/<run.name>/ (metrics.json, config.toml, accuracy.png, epsilon.png; with the
+ledger also store/, audit.json and, on the embedded chain, chain.bin: what `secagg audit`
+replays) and prints the final test accuracy and each client's privacy budget ε. Any key can
+be overridden with --set section.key=value (TOML syntax for the value: 3, 0.5, true,
+[64, 32], "text").
 """
 
 _PRIVACY_HELP = """\

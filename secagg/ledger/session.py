@@ -174,6 +174,7 @@ class LedgerSession:
             "aggregator": self._accounts["aggregator"].address,
         }
 
+    @_reaching_the_node
     def run_record(self, run_dir: Path) -> tuple[dict[str, Any], bytes | None]:
         """What the run folder keeps of the ledger: :meth:`describe` with the store's path
         relative to ``run_dir`` (when inside it) and the chain's head now, and for the
