@@ -17,9 +17,11 @@ Run a federated training simulation described by a TOML config, e.g.
   secagg simulate examples/hospitals.toml
   secagg simulate examples/hospitals.toml --set privacy.mode=none --set run.rounds=5
 
-Writes results/<run.name>/ (metrics.json, config.toml, accuracy.png, epsilon.png) and prints
-the final test accuracy and each client's privacy budget ε. Any key can be overridden with
---set section.key=value (TOML syntax for the value: 3, 0.5, true, [64, 32], "text").
+Writes results/<run.name>/ (metrics.json, config.toml, accuracy.png, epsilon.png; with the
+ledger also store/, audit.json and, on the embedded chain, chain.bin: what `secagg audit`
+replays) and prints the final test accuracy and each client's privacy budget ε. Any key can
+be overridden with --set section.key=value (TOML syntax for the value: 3, 0.5, true,
+[64, 32], "text").
 """
 
 _PRIVACY_HELP = """\
@@ -46,15 +48,17 @@ seeds) and accuracy.png / attack_success.png.
 """
 
 _AUDIT_HELP = """\
-Replay every round of a run from chain events and store blobs alone, and print a verdict per
-check and round: blob hashes, share commitments and revealed shares, the unmasking (or the
-ciphertext sum), the posted update and model, the ε ledger. Exits 1 on any failure.
+Replay every round of a run from what its results folder holds, and print a verdict per
+check and round: the chain (an embedded chain is re-executed block by block from chain.bin
+and must end at the head metrics.json records), the contract's code, blob hashes, share
+commitments and revealed shares, the unmasking (or the ciphertext sum), the posted update
+and model, the ε ledger, and what metrics.json reports of the ledger. Every failure names
+the round, the check and the party (hospital id and address, or the aggregator) or file.
+Exits 1 on any failure.
 
-  secagg audit results/hospitals                        # a run against a JSON-RPC node
+  secagg audit results/hospitals                        # any run, embedded chain or not
+  secagg audit results/hospitals --expect-head 0x5c20..  # the head printed by simulate
   secagg audit --rpc-url http://127.0.0.1:8545 --contract 0xAB.. --store results/x/store
-
-A run on the embedded chain (ledger.rpc_url = "") audited itself before its chain ended:
-its verdict is in audit.json, and `secagg audit RUN_DIR` prints it.
 """
 
 
@@ -138,6 +142,10 @@ def _build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--rpc-url", help="JSON-RPC node holding the ledger (default: the run's)")
     aud.add_argument("--contract", help="ledger contract address (default: the run's)")
     aud.add_argument("--store", help="blob store folder (default: the run's)")
+    aud.add_argument(
+        "--expect-head",
+        help="the chain's last block hash as kept outside the folder (simulate prints it)",
+    )
     aud.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
     priv = sub.add_parser(
@@ -249,6 +257,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             f"ledger {result.ledger['contract']} (chain id {result.ledger['chain_id']}): "
             f"audit of {len(result.audit['rounds'])} rounds from chain and store: {verdict}"
         )
+        head = result.ledger.get("head") or {}
+        if head:
+            console.print(
+                f"chain head {head['hash']} (block {head['block']}): keep it; "
+                f"`secagg audit {out} --expect-head {head['hash']}` checks the folder against it"
+            )
     console.print(f"results: {out}")
     return 0
 
@@ -336,53 +350,19 @@ def _cmd_attack(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from secagg.ledger.audit import audit_run
-    from secagg.ledger.client import LedgerClient
-    from secagg.ledger.providers import connect
-    from secagg.storage import LocalBlobStore
+    from secagg.ledger.runfolder import audit_folder
 
-    recorded: dict[str, object] = {}
-    if args.run_dir:
-        metrics = Path(args.run_dir) / "metrics.json"
-        if not metrics.is_file():
-            raise ConfigError(f"{args.run_dir} holds no metrics.json: not a results folder")
-        recorded = json.loads(metrics.read_text()).get("ledger") or {}
-        if not recorded and not (args.rpc_url and args.contract and args.store):
-            raise ConfigError(f"the run in {args.run_dir} had no ledger (ledger.enabled = false)")
-    chain = args.rpc_url or str(recorded.get("chain", ""))
-    if chain == "embedded":
-        saved = Path(args.run_dir) / "audit.json"
-        if not saved.is_file():
-            raise ConfigError(
-                f"the run in {args.run_dir} used the embedded chain, which ended with it, and "
-                "left no audit.json; rerun it with ledger.rpc_url set to audit it independently"
-            )
-        report = json.loads(saved.read_text())
-        print(json.dumps(report) if args.json else _print_saved_audit(report))
-        return 0 if report.get("verdict") == "pass" else 1
-    contract, store = args.contract or recorded.get("contract"), args.store or recorded.get("store")
-    if not (chain and contract and store):
-        raise ConfigError("give --rpc-url, --contract and --store (or a results folder)")
-    w3 = connect(str(chain))
-    block = int(str(recorded.get("deploy_block", 0)))
-    ledger = LedgerClient(w3, str(contract), w3.eth.accounts[0], from_block=block)
-    result = audit_run(ledger, LocalBlobStore(str(store)))
+    if not args.run_dir and not (args.rpc_url and args.contract and args.store):
+        raise ConfigError("give a results folder, or --rpc-url, --contract and --store")
+    result = audit_folder(
+        args.run_dir,
+        rpc_url=args.rpc_url,
+        contract=args.contract,
+        store=args.store,
+        expected_head=args.expect_head,
+    )
     print(json.dumps(result.to_dict()) if args.json else result.summary())
     return 0 if result.passed else 1
-
-
-def _print_saved_audit(report: dict[str, object]) -> str:
-    checks = report.get("checks") or []
-    assert isinstance(checks, list)
-    lines = [
-        f"round {c['round']:>3}  {'ok  ' if c['ok'] else 'FAIL'}  {c['check']}"
-        + (f" [{c['participant']}]" if c["participant"] else "")
-        + (f"  {c['detail']}" if c["detail"] else "")
-        for c in checks
-    ]
-    verdict = str(report.get("verdict", "fail")).upper()
-    lines.append(f"audit verdict: {verdict} (recorded when the run ended: embedded chain)")
-    return "\n".join(lines)
 
 
 def _cmd_privacy(args: argparse.Namespace) -> int:

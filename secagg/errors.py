@@ -124,6 +124,11 @@ class LedgerConnectionError(LedgerError):
     """The node cannot be reached or lacks a needed method (e.g. time travel)."""
 
 
+class LedgerRecordError(LedgerError):
+    """A ledger record read back is malformed or false: an event log that does not decode, a
+    chain file that is truncated, inflated or edited, or whose blocks do not re-execute."""
+
+
 class HEError(CryptoError):
     """A homomorphic-encryption key, parameter set or ciphertext cannot be used as asked."""
 

@@ -201,6 +201,7 @@ class Coordinator:
         )
         if ledger is not None:
             result.ledger = ledger.describe()
+            result.ledger_session = ledger  # metrics.json then records paths relative to out
         writer = ResultsWriter(result)
         self.status.update(
             status="running",

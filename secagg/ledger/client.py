@@ -21,7 +21,12 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import ContractLogicError, ProviderConnectionError, Web3RPCError
 
-from secagg.errors import LedgerConnectionError, LedgerError, LedgerInputError
+from secagg.errors import (
+    LedgerConnectionError,
+    LedgerError,
+    LedgerInputError,
+    LedgerRecordError,
+)
 from secagg.ledger import merkle
 from secagg.ledger.compiled import LEDGER, REWARD_TOKEN, load_artifact
 from secagg.ledger.records import (
@@ -573,7 +578,14 @@ class LedgerClient:
                 event = getattr(self._token_contract().events, name)()
             else:
                 continue
-            data = event.process_log(log)
+            try:
+                data = event.process_log(log)
+            except Exception as exc:  # eth_abi's and web3's decoding errors, several types
+                raise LedgerRecordError(
+                    f"the node returned a {name} log (tx {HexBytes(log['transactionHash'])!r}, "
+                    f"log {log.get('logIndex')}) that does not decode: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
             args = {k: _plain(v) for k, v in data["args"].items()}
             round_id = args.get("roundId") if name in ROUND_EVENTS else None
             events.append(

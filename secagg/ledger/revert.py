@@ -128,7 +128,22 @@ def error_specs(abis: Iterable[Iterable[Mapping[str, Any]]]) -> dict[bytes, Erro
 
 
 def decode_revert(data: bytes, specs: Mapping[bytes, ErrorSpec], action: str) -> LedgerError:
-    """The named LedgerError for revert bytes ``data`` raised while doing ``action``."""
+    """The named LedgerError for revert bytes ``data`` raised while doing ``action``.
+
+    The bytes come from the node: arguments that do not decode (a truncated payload, an
+    inflated length) give a LedgerError saying so, never a decoder's exception. eth_abi
+    checks every declared length against the bytes present before reading.
+    """
+    try:
+        return _decode_revert(data, specs, action)
+    except Exception as exc:  # eth_abi's DecodingError family, a bad enum value
+        return LedgerError(
+            f"{action} reverted with data that does not decode (0x{data[:68].hex()}...: "
+            f"{type(exc).__name__}: {exc})"
+        )
+
+
+def _decode_revert(data: bytes, specs: Mapping[bytes, ErrorSpec], action: str) -> LedgerError:
     selector, payload = data[:4], data[4:]
     if selector == _ERROR_STRING:
         (reason,) = abi_decode(["string"], payload)

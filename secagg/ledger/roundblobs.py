@@ -24,9 +24,13 @@ import numpy as np
 from secagg.errors import TamperedBlobError
 from secagg.ledger import merkle
 from secagg.ledger.client import LedgerClient
+from secagg.recursion import shallow_recursion
 
 #: The layout of model and update blobs.
 VECTOR_DTYPE = np.dtype("<f4")
+
+#: A share commitment is a SHA-256 digest (:func:`secagg.masking.params.share_digest`).
+SHARE_DIGEST_SIZE = 32
 
 _ROUND_CONFIG = b"SACF"
 _MASKED = b"SAMI"
@@ -38,6 +42,15 @@ def vector_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=VECTOR_DTYPE).tobytes()
 
 
+def decode_vector_blob(blob: bytes, what: str = "vector") -> np.ndarray:
+    """A model or update vector read back (float32); a ragged length is a TamperedBlobError."""
+    if len(blob) % VECTOR_DTYPE.itemsize:
+        raise TamperedBlobError(
+            f"the {what} blob is {len(blob)} bytes, not a whole number of float32 values"
+        )
+    return np.frombuffer(blob, dtype=VECTOR_DTYPE).astype(np.float32)
+
+
 def _frame(magic: bytes, header: Mapping[str, object], body: bytes) -> bytes:
     raw = json.dumps(header, sort_keys=True).encode()
     return magic + _U32.pack(len(raw)) + raw + body
@@ -47,10 +60,18 @@ def _unframe(magic: bytes, blob: bytes, what: str) -> tuple[dict[str, object], b
     if blob[:4] != magic or len(blob) < 8:
         raise TamperedBlobError(f"not a {what} blob")
     (size,) = _U32.unpack(blob[4:8])
+    if size > len(blob) - 8:
+        raise TamperedBlobError(
+            f"the {what} blob declares a {size}-byte header, {len(blob) - 8} bytes follow: "
+            "truncated or an inflated length"
+        )
     try:
-        header = json.loads(blob[8 : 8 + size])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TamperedBlobError(f"the {what} blob's header does not parse: {exc}") from None
+        with shallow_recursion():  # a header nested 10^5 deep must not reach the C stack
+            header = json.loads(blob[8 : 8 + size])
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise TamperedBlobError(
+            f"the {what} blob's header does not parse: {type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(header, dict):
         raise TamperedBlobError(f"the {what} blob's header is not a table")
     return header, blob[8 + size :]
@@ -107,8 +128,12 @@ def decode_masked_blob(blob: bytes) -> MaskedBlob:
         commitments = {
             int(h): (bytes.fromhex(pair[0]), bytes.fromhex(pair[1])) for h, pair in table.items()
         }
-    except (ValueError, TypeError, IndexError) as exc:
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
         raise TamperedBlobError(f"malformed share commitments: {exc}") from None
+    if any(len(d) != SHARE_DIGEST_SIZE for pair in commitments.values() for d in pair):
+        raise TamperedBlobError(
+            f"a share commitment in the masked input blob is not {SHARE_DIGEST_SIZE} bytes"
+        )
     return MaskedBlob(body, commitments)
 
 

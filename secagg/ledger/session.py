@@ -14,6 +14,7 @@ holds digests, roots, ε and identifiers. Gas is recorded per operation and roun
 from __future__ import annotations
 
 import functools
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from web3.types import Wei
 from secagg.config import Config, config_to_toml
 from secagg.crypto.identity import IdentityDirectory, IdentityKey
 from secagg.errors import LedgerBudgetError, LedgerConnectionError
+from secagg.ledger.chainfile import CHAIN_FILE, ChainRecorder, encode_chain_file
 from secagg.ledger.client import LedgerClient
 from secagg.ledger.providers import advance_time, block_timestamp, connect, is_embedded
 from secagg.ledger.records import TxReceipt, epsilon_to_fixed
@@ -113,6 +115,8 @@ class LedgerSession:
         transactions); by default every client's account and identity are created here."""
         self.config = config
         self.w3 = connect(config.ledger.rpc_url)
+        #: The embedded chain ends with this process: its blocks go into the run folder.
+        self.recorder = ChainRecorder(self.w3) if is_embedded(self.w3) else None
         self.store = LocalBlobStore(store_dir)
         external = dict(participants or {})
         if identity_keys is None:
@@ -169,6 +173,25 @@ class LedgerSession:
             "participants": {str(c): a for c, a in self.address_of.items()},
             "aggregator": self._accounts["aggregator"].address,
         }
+
+    @_reaching_the_node
+    def run_record(self, run_dir: Path) -> tuple[dict[str, Any], bytes | None]:
+        """What the run folder keeps of the ledger: :meth:`describe` with the store's path
+        relative to ``run_dir`` (when inside it) and the chain's head now, and for the
+        embedded chain the bytes of its chain file (``record["chain_file"]``), which an
+        auditor re-executes (:mod:`secagg.ledger.chainfile`)."""
+        record = self.describe()
+        record["store"] = _path_in(self.store.root, run_dir)
+        chain_file = None
+        if self.recorder is not None:
+            blocks, head = self.recorder.record()
+            chain_file = encode_chain_file(blocks)
+            record["chain_file"] = CHAIN_FILE
+            record["head"] = {"block": head.number, "hash": head.hash}
+        else:
+            latest = self.w3.eth.get_block("latest")
+            record["head"] = {"block": int(latest["number"]), "hash": latest["hash"].to_0x_hex()}
+        return record, chain_file
 
     # ---- the engine's seam ---------------------------------------------------------------
 
@@ -323,6 +346,15 @@ class LedgerSession:
 
     def masking_board(self, round_idx: int, graph: NeighborGraph) -> MaskingBoard:
         return MaskingBoard(self, round_idx, graph)
+
+
+def _path_in(path: Path, run_dir: Path) -> str:
+    """``path`` relative to ``run_dir`` when inside it (a copied folder stays whole), else
+    absolute."""
+    target, base = Path(path).resolve(), Path(run_dir).resolve()
+    if target == base or base in target.parents:
+        return os.path.relpath(target, base)
+    return str(target)
 
 
 class MaskingBoard:

@@ -66,6 +66,13 @@ class ResultsWriter:
         write_atomic(self.dir / "config.toml", config_to_toml(result.config))
 
     def write_metrics(self) -> None:
+        """metrics.json, and with a ledger its record first: the chain file of an embedded
+        chain, then the head it ends at in metrics.json, so the audit finds them together."""
+        session = self.result.ledger_session
+        if session is not None:
+            self.result.ledger, chain_file = session.run_record(self.dir)
+            if chain_file is not None:
+                write_atomic(self.dir / self.result.ledger["chain_file"], chain_file)
         text = json.dumps(self.result.to_dict(), indent=2, default=_json_default)
         write_atomic(self.dir / "metrics.json", text + "\n")
 

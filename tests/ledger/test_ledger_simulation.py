@@ -179,7 +179,7 @@ def test_with_the_ledger_on_a_split_view_server_cannot_show_two_survivor_sets(
     assert not [e for e in session.admin.events() if e.name == "SharesPosted"]  # no share out
 
 
-def test_secagg_audit_cli_prints_the_verdict_the_embedded_run_recorded(
+def test_secagg_audit_cli_replays_the_embedded_run_from_its_folder(
     masked_run: SimulationResult,
 ) -> None:
     proc = subprocess.run(
@@ -190,6 +190,7 @@ def test_secagg_audit_cli_prints_the_verdict_the_embedded_run_recorded(
     )
     assert proc.returncode == 0, proc.stderr
     assert "audit verdict: PASS" in proc.stdout
+    assert "blocks of chain.bin re-executed" in proc.stdout  # not the verdict saved at the end
     assert json.loads((masked_run.output_dir / "metrics.json").read_text())["ledger"]["contract"]  # type: ignore[operator]
 
 
