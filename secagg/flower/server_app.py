@@ -20,6 +20,11 @@ replies; a phase closes when every node has replied or its deadline passes):
 
 Every protocol decision is made by the same objects as in ``secagg simulate``; this module
 only moves their bytes and keeps time.
+
+A node may refuse: the run at setup, or a round (its own policy forbids it, see
+:mod:`secagg.flower.policy`); its reply then names the error (``refused``). A node that
+refuses the run is left out of it (a dropout in every round); one that refuses a round is a
+dropout of that round. Either way ``deployment.json`` records the client and the error.
 """
 
 from __future__ import annotations
@@ -70,6 +75,10 @@ class ServerSettings:
     phase_timeout: float
     startup_timeout: float
     identities: str
+    #: the consortium's contract (and its deployment block) to record rounds on; empty: the
+    #: coordinator deploys one (nodes whose policy trusts another contract refuse the run)
+    contract: str = ""
+    contract_block: int = 0
 
     @classmethod
     def from_run_config(cls, rc: dict[str, Any]) -> ServerSettings:
@@ -85,6 +94,8 @@ class ServerSettings:
             float(rc.get("phase-timeout", 60.0)),
             float(rc.get("startup-timeout", 120.0)),
             str(rc.get("identities", "")),
+            str(rc.get("contract", "")),
+            int(rc.get("contract-block", 0)),
         )
 
 
@@ -148,8 +159,15 @@ class Coordinator:
         self.status["status"] = "setup"
         self.write_status()
         setup = self._setup_nodes(federation)
-        self.node_of = {c: setup[c][0] for c in ids}
-        facts = {c: setup[c][1] for c in ids}
+        refused = {c: str(r.meta["refused"]) for c, (_, r) in setup.items() if "refused" in r.meta}
+        for c, why in refused.items():
+            log.warning("client %s refused the run: %s", c, why)
+        self.status["refused"] = {str(c): why for c, why in refused.items()}
+        active = [c for c in ids if c not in refused]
+        if not active:
+            raise SecAggError(f"every node refused the run: {refused}")
+        self.node_of = {c: setup[c][0] for c in active}
+        facts = {c: setup[c][1] for c in active}
         he_public = next(
             (r.blobs["he_public_key"] for _, r in setup.values() if "he_public_key" in r.blobs),
             None,
@@ -168,7 +186,7 @@ class Coordinator:
             identities = read_directory(self.settings.identities)
         params = federation.initial_params()
         rule = federation.rule()
-        ledger = self._start_ledger(config, ids, facts) if config.ledger.enabled else None
+        ledger = self._start_ledger(config, active, facts) if config.ledger.enabled else None
         protection = make_protection(
             config,
             rule,
@@ -179,7 +197,7 @@ class Coordinator:
             identities=identities,
             he_public_key=he_public,
         )
-        weights = {c: float(facts[c].meta["train_samples"]) for c in ids}
+        weights = {c: float(facts[c].meta["train_samples"]) for c in active}
         clients = [
             ClientInfo(
                 name=str(facts[c].meta["name"]),
@@ -189,6 +207,8 @@ class Coordinator:
                 sample_rate=float(facts[c].meta["sample_rate"]),
                 steps_per_round=int(facts[c].meta["steps_per_round"]),
             )
+            if c in facts
+            else ClientInfo(names[c], 0, 0, None, 0.0, 0)  # refused the run: nothing known
             for c in ids
         ]
         from secagg.simulation.results import ResultsWriter
@@ -214,15 +234,19 @@ class Coordinator:
                 ledger.round_trained(
                     r,
                     params,
-                    {c: epsilons[names[c]] for c in ids},
+                    {c: epsilons[names[c]] for c in active},
                     weights,
                     protection.public_record(r),
                 )
             outcome, replies, dropped = self._round(
                 r, protection, params, weights, traffic, ledger, included_last
             )
-            train_losses = [float(rep.meta["train_loss"]) for rep in replies.values()]
-            for c, rep in replies.items():
+            round_refused = {
+                c: str(rep.meta["refused"]) for c, rep in replies.items() if "refused" in rep.meta
+            }
+            trained = {c: rep for c, rep in replies.items() if "train_loss" in rep.meta}
+            train_losses = [float(rep.meta["train_loss"]) for rep in trained.values()]
+            for c, rep in trained.items():
                 epsilons[names[c]] = rep.meta.get("epsilon")
             if outcome.update is not None:
                 params = apply_update(params, outcome.update, config.aggregation.server_lr, r)
@@ -249,6 +273,7 @@ class Coordinator:
                     "round": r + 1,
                     "included": outcome.included,
                     "dropped": dropped,
+                    "refused": {str(c): why for c, why in round_refused.items()},
                     "aborted": outcome.aborted_reason,
                     **_traffic_stats(traffic, ids),
                 }
@@ -312,6 +337,7 @@ class Coordinator:
         return found
 
     def _start_ledger(self, config: Config, ids: list[int], facts: dict[int, Reply]) -> Any:
+        """The run's ledger: on the consortium's contract when the run config names one."""
         from secagg.ledger.session import LedgerSession
 
         if not config.ledger.rpc_url:
@@ -324,7 +350,10 @@ class Coordinator:
             c: (str(facts[c].meta["chain_address"]), bytes.fromhex(str(facts[c].meta["identity"])))
             for c in ids
         }
-        return LedgerSession(config, ids, store, participants=participants)
+        contract = None
+        if self.settings.contract:
+            contract = (self.settings.contract, self.settings.contract_block)
+        return LedgerSession(config, ids, store, participants=participants, contract=contract)
 
     # ---- a round -----------------------------------------------------------------------------
 
@@ -364,8 +393,15 @@ class Coordinator:
 
         if not isinstance(protection, HiddenFedAvg):
             replies = self._train_everyone(r, group, train_content, traffic)
-            updates = {c: wire.from_f32(rep.blobs["update"]) for c, rep in replies.items()}
-            silent = sorted(set(self.node_of) - set(replies))
+            updates = {}
+            for c, rep in replies.items():
+                if "refused" in rep.meta:
+                    continue
+                try:
+                    updates[c] = wire.from_f32(wire.blob(rep.blobs, "update"), params.size)
+                except ProtocolError as exc:  # a malformed update costs its sender only
+                    log.warning("round %s: client %s's update refused: %s", r + 1, c, exc)
+            silent = sorted(set(self.node_of) - set(updates))
             outcome = protection.aggregate(
                 updates, {c: weights[c] for c in updates}, DropoutSchedule({}), r
             )
@@ -405,12 +441,20 @@ class Coordinator:
         server_seconds = 0.0
         self.event(r, server.phase, "sent")
         trained = self.exchange.round_trip(
-            {c: (self.node_of[c], train_content(c, {"request": m})) for c, m in outbox.items()},
+            {
+                c: (self.node_of[c], train_content(c, {"request": m}))
+                for c, m in outbox.items()
+                if c in self.node_of  # a client that refused the run gets nothing
+            },
             "train",
             group,
             traffic,
         )
-        replies = {c: rep.blobs.get("reply", b"") for c, rep in trained.items()}
+        replies = {
+            c: rep.blobs.get("reply", b"")
+            for c, rep in trained.items()
+            if "refused" not in rep.meta
+        }
         try:
             while True:
                 phase = server.phase

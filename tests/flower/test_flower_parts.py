@@ -12,7 +12,7 @@ pytest.importorskip("flwr", reason="flwr is not installed: pip install -e '.[flo
 
 
 from secagg.cli import main as secagg_main
-from secagg.errors import ConfigError
+from secagg.errors import ConfigError, PolicyError
 from secagg.flower import wire
 from secagg.flower.keys import (
     generate_identities,
@@ -20,6 +20,7 @@ from secagg.flower.keys import (
     read_identity_key,
 )
 from secagg.flower.node import NodeSettings
+from secagg.flower.policy import NodePolicy
 from secagg.masking.messages import AdvertiseKeysRequest, decode_server_message
 
 
@@ -55,10 +56,50 @@ def test_key_files_private_halves_stay_private(tmp_path: Path) -> None:
 
 def test_node_config_names_what_is_missing() -> None:
     settings = NodeSettings.from_node_config({"client-id": 2, "data-path": "/data/h2.csv"})
-    assert (settings.client_id, settings.partition_id, settings.data_path) == (2, 2, "/data/h2.csv")
-    assert not settings.he_key_holder
-    with pytest.raises(ConfigError, match="client-id"):
+    assert (settings.client_id, settings.partition_id, settings.data_path) == (
+        2,
+        None,
+        "/data/h2.csv",
+    )
+    assert not settings.he_key_holder and not settings.policy
+    with pytest.raises(ConfigError, match="policy=<the hospital's policy file>"):
         NodeSettings.from_node_config({"data-path": "/data/h2.csv"})
+    with pytest.raises(ConfigError, match="expected an integer"):
+        NodeSettings.from_node_config({"client-id": "two"})
+    with pytest.raises(PolicyError, match="this node has no policy"):
+        NodePolicy.load(settings)
+
+
+def test_a_policy_file_and_the_older_node_config_keys_complete_each_other(tmp_path: Path) -> None:
+    policy = tmp_path / "hospital.toml"
+    policy.write_text(
+        '[identity]\nkey = "keys/identity.key"\n[data]\npartition = 1\n'
+        '[privacy]\nmax_epsilon = 2.0\n[state]\nfolder = "state"\n'
+    )
+    raw = {
+        "policy": str(policy),
+        "client-id": 4,
+        "identity-key": str(tmp_path / "keys/identity.key"),
+    }
+    resolved = NodePolicy.load(NodeSettings.from_node_config(raw))
+    assert (resolved.client_id, resolved.partition_id) == (4, 1)
+    assert resolved.identity_key == str(tmp_path / "keys" / "identity.key")  # relative to the file
+    assert resolved.state_folder == tmp_path / "state"
+    assert resolved.privacy.mode == "local-dp" and resolved.privacy.max_epsilon == 2.0
+    assert resolved.ledger is None
+    with pytest.raises(PolicyError, match="give it in one place"):
+        NodePolicy.load(NodeSettings.from_node_config({**raw, "partition-id": 3}))
+    policy.write_text("[privacy]\nmode = 'local-dp'\n[state]\nfolder = 's'\n")
+    with pytest.raises(ConfigError, match="needs max_epsilon"):
+        NodePolicy.load(NodeSettings.from_node_config(raw))
+    policy.write_text(
+        "[privacy]\nmax_epsilon = 1.0\n[ledger]\ncontract = '0x12'\n[state]\nfolder = 's'\n"
+    )
+    with pytest.raises(ConfigError, match=r"rpc_url is empty.*chain_id must be >= 1.*not a 0x"):
+        NodePolicy.load(NodeSettings.from_node_config(raw))
+    policy.write_text("[privacy]\nmax_epsilon = 1.0\nmax_epsilom = 2.0\n[state]\nfolder = 's'\n")
+    with pytest.raises(ConfigError, match=r"did you mean .privacy\.max_epsilon."):
+        NodePolicy.load(NodeSettings.from_node_config(raw))
 
 
 def test_deploy_refuses_a_folder_with_results_before_starting_anything(
