@@ -125,7 +125,8 @@ class HospitalNode:
             self._resume(state)
             self.policy.check_round(self.trainer, round_idx)
             local = self.trainer.train(params, round_idx)
-            state.record_round(self.run_key, round_idx, self.trainer.history)
+            spent = self.trainer.history if self.trainer.dp else state.history  # no DP: as was
+            state.record_round(self.run_key, round_idx, spent)
         return local
 
     # ---- setup ---------------------------------------------------------------------------

@@ -434,4 +434,9 @@ def policy_toml(
     if ledger is not None:
         sections["ledger"] = dict(vars(ledger))
     sections["state"] = {"folder": state_folder}
-    return sections_to_toml(sections)
+    return sections_to_toml(  # an empty string or false says no more than an absent key
+        {
+            n: {k: v for k, v in body.items() if v != "" and v is not False}
+            for n, body in sections.items()
+        }
+    )

@@ -221,7 +221,7 @@ class Coordinator:
         writer = ResultsWriter(result)
         self.status.update(
             status="running",
-            nodes={str(c): str(self.node_of[c]) for c in ids},
+            nodes={str(c): str(node) for c, node in self.node_of.items()},
             key_holder=self.key_holder,
         )
         self.write_status()

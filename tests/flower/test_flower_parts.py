@@ -116,3 +116,31 @@ def test_deploy_refuses_a_folder_with_results_before_starting_anything(
         secagg_main(["deploy", "--help"])
     assert exit_info.value.code == 0
     assert "SuperLink" in capsys.readouterr().out
+
+
+def test_secagg_deploy_writes_each_node_a_policy_that_admits_its_runs(tmp_path: Path) -> None:
+    from secagg.config import load_config
+    from secagg.flower.deploy import admitting_floor
+    from secagg.flower.policy import LedgerTrust, policy_toml
+
+    hospitals = Path(__file__).resolve().parents[2] / "examples" / "hospitals.toml"
+    dp = load_config(hospitals, ["privacy.delta=1e-6"])
+    sigma = load_config(hospitals, ["data.clients=4"])
+    sigma.privacy.target_epsilon, sigma.privacy.noise_multiplier = None, 1.2
+    plain = load_config(hospitals, ["privacy.mode=none"])
+    floor = admitting_floor([dp, sigma, plain])
+    assert (floor.mode, floor.delta, floor.accountant) == ("none", 1e-5, "rdp")
+    assert 3.0 + 3.0 < floor.max_epsilon < 3.0 + 30.0  # the target, plus σ = 1.2's schedule
+    assert admitting_floor([plain]).max_epsilon is None
+
+    contract = "0x" + "ab" * 20
+    text = policy_toml(
+        client_id=0,
+        privacy=floor,
+        state_folder="state",
+        ledger=LedgerTrust("http://127.0.0.1:8545", 31337, contract),
+    )
+    (tmp_path / "policy.toml").write_text(text)
+    loaded = NodePolicy.load(NodeSettings(policy=str(tmp_path / "policy.toml")))
+    assert loaded.privacy == floor and loaded.client_id == 0 and loaded.partition_id == 0
+    assert loaded.ledger == LedgerTrust("http://127.0.0.1:8545", 31337, contract)

@@ -131,4 +131,4 @@ def _check_a_refusing_node_is_a_dropout(
     assert status["refused"]["3"].startswith("PolicyError: client 3 refuses the run")
     names = [c["name"] for c in _metrics(out)["clients"]]
     (record,) = _metrics(out)["rounds"]
-    assert record["included"] == names[:3] and not record["aborted"]
+    assert record["included"] == names[:3] and not record["aborted"], json.dumps(record)

@@ -201,6 +201,17 @@ def test_a_restarted_node_continues_with_the_epsilon_on_its_disk(
     assert after < spent
 
 
+def test_a_run_without_dp_keeps_the_epsilon_spent_before(tmp_path: Path) -> None:
+    """A round without DP spends nothing and forgets nothing: the next DP run composes on."""
+    config = hospitals()
+    params = Federation.load(config).initial_params()
+    policy = write_policy(tmp_path, privacy={**FLOOR, "mode": "none"})
+    spent = train(start_node(policy, config), 0, params)["epsilon"]
+    train(start_node(policy, hospitals("privacy.mode=none")), 0, params)
+    again = start_node(policy, replace(config, run=replace(config.run, name="again")))
+    assert train(again, 0, params)["epsilon"] > spent
+
+
 def test_a_corrupted_budget_file_stops_the_node_rather_than_reset_it(tmp_path: Path) -> None:
     config = hospitals()
     policy = write_policy(tmp_path, privacy=FLOOR)
