@@ -42,7 +42,14 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from secagg.config import Config
-from secagg.errors import BelowThresholdError, CryptoError, HEError, ProtocolError, SecAggError
+from secagg.errors import (
+    BelowThresholdError,
+    CryptoError,
+    HEError,
+    ProtocolError,
+    SecAggError,
+    TamperedMessageError,
+)
 from secagg.flower import wire
 from secagg.flower.exchange import Exchange, Reply, Traffic
 from secagg.flower.node import config_from_text
@@ -244,7 +251,7 @@ class Coordinator:
             round_refused = {
                 c: str(rep.meta["refused"]) for c, rep in replies.items() if "refused" in rep.meta
             }
-            trained = {c: rep for c, rep in replies.items() if "train_loss" in rep.meta}
+            trained = {c: rep for c, rep in replies.items() if _states_training(rep.meta)}
             train_losses = [float(rep.meta["train_loss"]) for rep in trained.values()]
             for c, rep in trained.items():
                 epsilons[names[c]] = rep.meta.get("epsilon")
@@ -322,8 +329,17 @@ class Coordinator:
                     continue
                 if reply.has_error():
                     raise SecAggError(f"node {node} refused the run: {reply.error.reason}")
-                meta, blobs = wire.unpack(reply.content)
-                c = int(meta["client_id"])
+                try:
+                    meta, blobs = wire.unpack(reply.content)
+                    c = wire.meta_int(meta, "client_id")
+                except TamperedMessageError as exc:  # no id to record it under: silent
+                    log.warning("node %s's setup reply is malformed: %s", node, exc)
+                    continue
+                try:
+                    if "refused" not in meta:
+                        _check_facts(meta)
+                except TamperedMessageError as exc:  # it stays out of the run, by name
+                    meta, blobs = {"client_id": c, "refused": f"TamperedMessageError: {exc}"}, {}
                 if c in found:
                     raise SecAggError(
                         f"two SuperNodes claim client id {c}: check their node config"
@@ -580,6 +596,35 @@ class Coordinator:
                 m["claim_round"] = ledger.rounds[config.run.rounds - 1].chain_round
             contents[c] = (node, wire.pack(m))
         self.exchange.round_trip(contents, "query.finish", "finish")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_facts(meta: dict[str, Any]) -> None:
+    """A setup reply states the node's public facts, each of the right type and range."""
+    checks = {
+        "name": lambda v: isinstance(v, str) and 0 < len(v) <= 200,
+        "train_samples": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "val_samples": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "sample_rate": lambda v: _number(v) and 0 < v <= 1,
+        "steps_per_round": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "chain_address": lambda v: isinstance(v, str) and len(v) <= 42,
+        "identity": lambda v: isinstance(v, str) and len(v) <= 1024,
+    }
+    bad = [key for key, ok in checks.items() if not ok(meta.get(key))]
+    sigma = meta.get("noise_multiplier")
+    if sigma is not None and not (_number(sigma) and sigma > 0):
+        bad.append("noise_multiplier")
+    if bad:
+        raise TamperedMessageError(f"setup reply with missing or malformed {', '.join(bad)}")
+
+
+def _states_training(meta: dict[str, Any]) -> bool:
+    """A train reply that states a training loss and (if any) an ε: what the metrics use."""
+    epsilon = meta.get("epsilon")
+    return _number(meta.get("train_loss")) and (epsilon is None or _number(epsilon))
 
 
 def _traffic_stats(traffic: Traffic, ids: list[int]) -> dict[str, Any]:

@@ -125,3 +125,23 @@ def test_a_node_refuses_malformed_messages_by_name_before_training(tmp_path: Pat
     with pytest.raises(TamperedMessageError, match="appears twice"):
         node.on_setup({"client_ids": "0,1,1,2"})
     assert not (tmp_path / "state" / "budget.json").exists()  # no round was spent
+
+
+def test_the_server_checks_what_a_node_states_about_itself(tmp_path: Path) -> None:
+    """A node's setup facts feed the weights, the metrics and the ledger: a node stating them
+    malformed stays out of the run (named), instead of crashing the coordinator."""
+    from secagg.flower.server_app import _check_facts, _states_training
+
+    config = load_config(HOSPITALS, ["data.clients=4", "ledger.enabled=false"])
+    config.protection.mode = "none"
+    node = start_node(write_policy(tmp_path, privacy={"mode": "none"}), config)
+    facts, _ = node.on_setup({"client_ids": "0,1,2,3"})
+    _check_facts(facts)
+    for lie in ({"train_samples": "45"}, {"sample_rate": 2.0}, {"noise_multiplier": -1.0}):
+        with pytest.raises(TamperedMessageError, match=next(iter(lie))):
+            _check_facts({**facts, **lie})
+    with pytest.raises(TamperedMessageError, match="name"):
+        _check_facts({k: v for k, v in facts.items() if k != "name"})
+    assert _states_training({"train_loss": 0.3, "epsilon": None})
+    assert not _states_training({"train_loss": "0.3"})
+    assert not _states_training({"train_loss": 0.3, "epsilon": "lots"})
