@@ -15,9 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import UnionType
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from secagg.errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_Section = TypeVar("_Section", bound="DataclassInstance")
 
 
 @dataclass
@@ -268,7 +273,16 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
 
 
 def _section_from_dict(name: str, raw: Any) -> Any:
-    cls = _SECTIONS[name]
+    return section_from_dict(name, raw, _SECTIONS[name])
+
+
+def section_from_dict(name: str, raw: Any, cls: type[_Section]) -> _Section:
+    """The dataclass ``cls`` from the parsed TOML table ``[name]``: unknown keys are named
+    (with the closest allowed one), types checked, missing keys take the defaults.
+
+    Run configs use it for their sections; other TOML files of the library (a node's
+    policy) for theirs, with the same messages.
+    """
     if not isinstance(raw, dict):
         raise ConfigError(f"[{name}] must be a table of keys, got {type(raw).__name__}")
     hints = get_type_hints(cls)
@@ -559,8 +573,13 @@ def _toml_value(value: Any) -> str:
 
 def config_to_toml(config: Config) -> str:
     """Serialise to TOML that :func:`load_config` reads back to an equal Config."""
+    return sections_to_toml(asdict(config))
+
+
+def sections_to_toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
+    """``[section]`` tables of ``key = value`` lines (None values left out: TOML has no null)."""
     lines: list[str] = []
-    for name, body in asdict(config).items():
+    for name, body in sections.items():
         lines.append(f"[{name}]")
         for key, value in body.items():
             if value is None:

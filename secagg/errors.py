@@ -23,6 +23,12 @@ class PrivacyError(SecAggError):
     """A differential-privacy setting cannot be honoured (e.g. a target ε is unreachable)."""
 
 
+class PolicyError(SecAggError):
+    """A hospital node refuses a request that its own local policy does not allow: a weaker
+    privacy setting, a contract or chain it does not trust, a round it already trained, or
+    more ε than its budget holds. The coordinator cannot lift the policy; the hospital edits it."""
+
+
 class QuantizationError(SecAggError):
     """Values cannot be encoded in the modular group without risking overflow, or are invalid."""
 

@@ -31,23 +31,24 @@ Differential privacy (``privacy.mode = "local-dp"``)
     weight) and ``train_loss`` (a diagnostic computed on raw data: keep it on site in a real
     deployment).
 
-    Honest limitations: sampling and noise come from torch's default (Mersenne Twister) RNG,
-    seeded for reproducibility, i.e. Opacus with ``secure_mode=False``; a real deployment
-    needs ``secure_mode`` (torchcsprng, not available here), which also defends against
-    floating-point attacks on the Gaussian sampler. And the guarantee holds only against
-    parties who do not know ``seed``: whoever can derive it can regenerate the noise and
-    subtract it. Simulations derive it from ``run.seed`` (fine for experiments); a deployed
-    client must use a secret seed, e.g. ``secrets.randbits(63)``.
+    Randomness: the Poisson sampling and the Gaussian noise are drawn from the trainer's
+    :class:`~secagg.privacy.noise.NoiseSource` (AES-CTR keystreams under a 256-bit key,
+    through :class:`_KeyedNoiseDPOptimizer`; Opacus' σ, q and steps are unchanged). The
+    guarantee holds only against parties who cannot regenerate them: a hospital's node passes
+    :meth:`~secagg.privacy.noise.NoiseSource.fresh` (a key from the OS CSPRNG); without one,
+    the key is derived from ``seed``, which is right for simulations and experiments only
+    (whoever knows ``run.seed`` regenerates the noise and subtracts it). Floating-point
+    Gaussian noise keeps the limitations listed in :mod:`secagg.privacy.noise`.
 
 Without DP, training is plain mini-batch SGD/Adam over a seeded shuffle. Either way the
 optimizer (momentum, Adam moments) starts fresh each round, as in standard FedAvg.
 
-Determinism: all randomness of a trainer's k-th round comes from generators seeded by
-(seed, k), and the global torch RNG is forked around training (so e.g. dropout layers draw
-from it reproducibly, and callers' random state is left untouched). Same seed, same sequence
-of calls and same global parameters give bit-identical updates. The seed counts rounds
-trained, never the round number the caller passes, and a round number that does not
-increase is refused: the accountant counts every round as fresh noise, and two updates
+Determinism: all randomness of a trainer's k-th round comes from streams keyed by (noise key
+or seed, k), and the global torch RNG is forked around training (so e.g. dropout layers draw
+from it reproducibly, and callers' random state is left untouched). Same key (or seed, without
+DP), same sequence of calls and same global parameters give bit-identical updates. The key
+counts rounds trained, never the round number the caller passes, and a round number that does
+not increase is refused: the accountant counts every round as fresh noise, and two updates
 drawn with the same noise would cancel it in their difference.
 """
 
@@ -55,15 +56,16 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
-from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
 from opacus.validators import ModuleValidator
 from sklearn.metrics import roc_auc_score
 from torch import nn
@@ -72,7 +74,15 @@ from secagg.config import Config, PrivacySection, RunSection, TrainingSection, v
 from secagg.data import ClientData
 from secagg.errors import ConfigError, DataError, PrivacyError
 from secagg.models import get_flat_params, set_flat_params
-from secagg.privacy.accounting import dp_sgd_schedule, epsilon_of, make_accountant, noise_for
+from secagg.privacy.accounting import (
+    HistoryEntry,
+    dp_sgd_schedule,
+    epsilon_of,
+    epsilon_of_history,
+    make_accountant,
+    noise_for,
+)
+from secagg.privacy.noise import NoiseSource, RoundNoise
 
 LOCAL_PRIVACY_MODES = ("none", "local-dp")
 
@@ -117,10 +127,36 @@ def _quiet_training() -> Iterator[None]:
         yield
 
 
-def _round_seeds(seed: int, rounds_trained: int) -> tuple[int, int, int]:
-    """Independent seeds (batch sampling, DP noise, global torch RNG) for one training call."""
-    a, b, c = np.random.SeedSequence([seed, rounds_trained]).generate_state(3, dtype=np.uint64)
-    return int(a), int(b), int(c)
+def _round_seeds(seed: int, rounds_trained: int) -> tuple[int, int]:
+    """Independent seeds (batch shuffling, global torch RNG) for one call without DP."""
+    a, _, c = np.random.SeedSequence([seed, rounds_trained]).generate_state(3, dtype=np.uint64)
+    return int(a), int(c)
+
+
+class _KeyedNoiseDPOptimizer(DPOptimizer):
+    """Opacus' DPOptimizer with its Gaussian noise drawn from a :class:`RoundNoise`.
+
+    Only the source of the noise differs from ``DPOptimizer.add_noise``: same std
+    (σ · max_grad_norm), same shape and dtype, same processed-flag bookkeeping, so clipping,
+    scaling and the accountant's step hook are Opacus' own.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, *, noise: RoundNoise, **kwargs: Any):
+        super().__init__(optimizer, **kwargs)
+        self.round_noise = noise
+
+    def add_noise(self) -> None:
+        std = self.noise_multiplier * self.max_grad_norm
+        for p in self.params:
+            _check_processed_flag(p.summed_grad)
+            summed = p.summed_grad
+            if std == 0:
+                noise = torch.zeros_like(summed)
+            else:
+                draws = self.round_noise.gaussian(summed.numel()) * std
+                noise = torch.from_numpy(draws).to(summed.dtype).view(summed.shape)
+            p.grad = (summed + noise).view_as(p)
+            _mark_as_processed(p.summed_grad)
 
 
 class LocalTrainer:
@@ -128,8 +164,9 @@ class LocalTrainer:
 
     ``rounds`` is the planned number of rounds: with ``privacy.target_epsilon`` σ is
     calibrated so that ``rounds`` calls of :meth:`train` spend at most that ε, and a further
-    call raises :class:`~secagg.errors.PrivacyError` rather than overspend. ``seed`` fixes
-    this client's batches and noise (see the module docstring).
+    call raises :class:`~secagg.errors.PrivacyError` rather than overspend. ``noise`` is the
+    source of the DP sampling and noise; without it they derive from ``seed``, for simulations
+    only (see the module docstring). ``seed`` also fixes the batches of training without DP.
     """
 
     noise_multiplier: float | None  # σ used (given, or calibrated), None without DP
@@ -144,6 +181,7 @@ class LocalTrainer:
         privacy: PrivacySection,
         rounds: int,
         seed: int,
+        noise: NoiseSource | None = None,
     ) -> None:
         _check_settings(training, privacy, rounds)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -165,8 +203,8 @@ class LocalTrainer:
         self._x = torch.from_numpy(data.X_train)
         self._y = torch.from_numpy(data.y_train)
         self._model = model_factory()
-        self._sampling = torch.Generator()
-        self._noise = torch.Generator()
+        self._sampling = torch.Generator()  # batch shuffling without DP
+        self._noise_source = noise if noise is not None else NoiseSource.from_seed(seed)
 
         if not self.dp:
             self.noise_multiplier = None
@@ -214,6 +252,47 @@ class LocalTrainer:
             return None
         return epsilon_of(self._accountant, self.privacy.delta)
 
+    @property
+    def history(self) -> list[HistoryEntry]:
+        """The accountant's (σ, q, steps) entries so far (empty without DP)."""
+        if self._accountant is None:
+            return []
+        return [(float(s), float(q), int(n)) for s, q, n in self._accountant.history]
+
+    def epsilon_after_next_round(self) -> float | None:
+        """The cumulative ε one more call of :meth:`train` would reach (None without DP)."""
+        if self._accountant is None:
+            return None
+        assert self.noise_multiplier is not None
+        history = self.history
+        step = (float(self.noise_multiplier), float(self.sample_rate), self.steps_per_round)
+        if history and history[-1][:2] == step[:2]:  # the accountant merges equal entries
+            history[-1] = (step[0], step[1], history[-1][2] + step[2])
+        else:
+            history.append(step)
+        return epsilon_of_history(history, self.privacy.delta, self.privacy.accountant)
+
+    def restore(
+        self, history: Sequence[HistoryEntry], rounds_trained: int, last_round: int
+    ) -> None:
+        """Continue from a persisted state instead of from nothing.
+
+        ``history``: every (σ, q, steps) this client's data was ever trained with (a DP
+        trainer's ε then counts them all); ``rounds_trained`` and ``last_round``: this run's
+        calls so far and the last round number trained (-1: none). A node reloads these from
+        its own disk before each round (see :mod:`secagg.flower.budget`), so a restart or a
+        second setup neither resets ε nor trains a round again.
+        """
+        if rounds_trained < 0 or last_round < -1:
+            raise PrivacyError(
+                f"restored rounds_trained = {rounds_trained}, last_round = {last_round}: "
+                "both must be counts (last_round -1 for none)"
+            )
+        if self._accountant is not None:
+            self._accountant.history = [(float(s), float(q), int(n)) for s, q, n in history]
+        self.rounds_trained = rounds_trained
+        self._last_round = last_round
+
     def _check_params(self, global_params: np.ndarray, round_idx: int) -> np.ndarray:
         where = f"client {self.data.name!r}, round {round_idx}"
         arr = np.asarray(global_params)
@@ -240,19 +319,19 @@ class LocalTrainer:
             return torch.optim.Adam(params, lr=tr.lr)
         raise ConfigError(f"training.optimizer = {tr.optimizer!r} is not one of: sgd, adam")
 
-    def _batches(self) -> Iterator[torch.Tensor]:
-        """Index tensors of every batch of this round, drawn from ``self._sampling``."""
+    def _batches(self, noise: RoundNoise) -> Iterator[torch.Tensor]:
+        """Index tensors of every batch of this round.
+
+        With DP: Poisson sampling (each record joins each batch with probability q, as
+        Opacus' ``UniformWithReplacementSampler``), drawn from the round's keyed stream;
+        without: a shuffle drawn from ``self._sampling``.
+        """
         n = self.data.num_samples
         for _ in range(self.training.local_epochs):
             if self.dp:
-                sampler = UniformWithReplacementSampler(
-                    num_samples=n,
-                    sample_rate=self.sample_rate,
-                    generator=self._sampling,
-                    steps=self._batches_per_epoch,
-                )
-                for indices in sampler:
-                    yield torch.as_tensor(indices, dtype=torch.long)
+                for _ in range(self._batches_per_epoch):
+                    mask = noise.poisson_mask(n, self.sample_rate)
+                    yield torch.from_numpy(np.flatnonzero(mask).astype(np.int64))
             else:
                 order = torch.randperm(n, generator=self._sampling)
                 yield from order.split(self.training.batch_size)
@@ -264,9 +343,8 @@ class LocalTrainer:
         if round_idx <= self._last_round:
             raise PrivacyError(
                 f"client {self.data.name!r} already trained round {self._last_round}; round "
-                f"{round_idx} does not come after it. A client trains once per round: asked "
-                "twice, it would hand out two noisy updates of one model whose difference "
-                "cancels the noise"
+                f"{round_idx} does not come after it. A client trains each round once: a "
+                "second update of one round only spends more of its budget"
             )
         params = self._check_params(global_params, round_idx)
         if (
@@ -282,21 +360,23 @@ class LocalTrainer:
         set_flat_params(self._model, params)
         start = get_flat_params(self._model)  # exactly what was loaded, as float32
 
-        # Seeded by how many rounds this trainer has run, never by a round number it is told:
+        # Keyed by how many rounds this trainer has run, never by a round number it is told:
         # the accountant counts every call as fresh noise, so every call must draw fresh noise.
-        sampling_seed, noise_seed, torch_seed = _round_seeds(self.seed, self.rounds_trained)
+        noise = self._noise_source.for_round(self.rounds_trained)
+        sampling_seed, torch_seed = _round_seeds(self.seed, self.rounds_trained)
         self._sampling.manual_seed(sampling_seed)
-        self._noise.manual_seed(noise_seed)
         optimizer = self._make_optimizer()
+        recorded_before = sum(n for _, _, n in self.history)
         if self.dp:
             assert self._accountant is not None and self.noise_multiplier is not None
-            optimizer = DPOptimizer(
+            torch_seed = noise.torch_seed  # nothing of a DP round derives from the seed
+            optimizer = _KeyedNoiseDPOptimizer(
                 optimizer,
+                noise=noise,
                 noise_multiplier=self.noise_multiplier,
                 max_grad_norm=self.privacy.max_grad_norm,
                 expected_batch_size=self._expected_batch_size,
                 loss_reduction="mean",
-                generator=self._noise,
                 secure_mode=False,
             )
             optimizer.attach_step_hook(
@@ -307,7 +387,7 @@ class LocalTrainer:
         self._net.train()
         with torch.random.fork_rng(devices=[]), _quiet_training():
             torch.manual_seed(torch_seed)
-            for idx in self._batches():
+            for idx in self._batches(noise):
                 optimizer.zero_grad(set_to_none=True)
                 loss = nn.functional.cross_entropy(self._net(self._x[idx]), self._y[idx])
                 loss.backward()
@@ -328,11 +408,11 @@ class LocalTrainer:
                 f"(NaN/inf loss or parameters); lower training.lr (now {self.training.lr})"
             )
         if self._accountant is not None:
-            recorded = sum(n for _, _, n in self._accountant.history)
-            if recorded != self.steps_per_round * self.rounds_trained:
+            recorded = sum(n for _, _, n in self.history) - recorded_before
+            if recorded != self.steps_per_round:
                 raise RuntimeError(  # a bug, not a user error: the ε reported would be wrong
-                    f"accountant recorded {recorded} steps, expected "
-                    f"{self.steps_per_round * self.rounds_trained}"
+                    f"accountant recorded {recorded} steps this round, expected "
+                    f"{self.steps_per_round}"
                 )
         return LocalResult(
             update=update.astype(np.float32, copy=False),

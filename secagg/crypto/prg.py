@@ -150,3 +150,20 @@ def fill_keystream(key: bytes, zeros: bytes | memoryview, out: bytearray | memor
     into preallocated buffers, with no arithmetic.
     """
     _keystream(key).update_into(zeros, out)
+
+
+class Keystream:
+    """PRG(key) read in order: each call returns the next words of one AES-CTR keystream.
+
+    For consumers that draw an unknown amount of randomness bit by bit over time (DP noise,
+    Poisson sampling): one key, one stream, never rewound, so no word is ever handed out twice.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._cipher = _keystream(key)
+
+    def words(self, count: int) -> np.ndarray:
+        """The next ``count`` keystream words as uniform little-endian uint64 values."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise CryptoError(f"keystream word count must be an integer >= 0, got {count!r}")
+        return np.frombuffer(self._cipher.update(bytes(8 * count)), dtype="<u8")

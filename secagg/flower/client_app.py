@@ -14,7 +14,13 @@ Message types (the server app sends them in this order each run):
 - ``query.finish``: the run is over.
 
 The node's state lives in this process between messages (see :mod:`secagg.flower.worker`):
-a node that is started as a one-message subprocess refuses ``query.masking`` by name.
+a node that is started as a one-message subprocess refuses ``query.masking`` by name. What it
+has spent lives on its disk (:mod:`secagg.flower.budget`).
+
+A node that refuses a setup or a round (its policy forbids it: a
+:class:`~secagg.errors.PolicyError`, or any other named :class:`~secagg.errors.SecAggError`)
+replies with its client id and ``refused = "<ErrorName>: <message>"`` instead of an update:
+the server counts it as a dropout and records why.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from typing import Any
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
+from secagg.errors import ConfigError, SecAggError
 from secagg.flower import wire
 from secagg.flower.node import HospitalNode, NodeSettings, config_from_text
+from secagg.flower.policy import NodePolicy
 
 app = ClientApp()
 
@@ -50,21 +58,49 @@ def _reply(
     return Message(wire.pack(meta, blobs), reply_to=message)
 
 
+def _client_id(settings: NodeSettings) -> int | None:
+    """The node's client id, from its node config or its policy file, if either says."""
+    if settings.client_id is not None:
+        return settings.client_id
+    try:
+        return NodePolicy.load(settings).client_id
+    except SecAggError:
+        return None
+
+
+def _refusal(message: Message, client_id: int, exc: SecAggError) -> Message:
+    return _reply(message, {"client_id": client_id, "refused": f"{type(exc).__name__}: {exc}"})
+
+
 @app.query("setup")
 def setup(message: Message, context: Context) -> Message:
-    meta, blobs = wire.unpack(message.content)
     settings = NodeSettings.from_node_config(dict(context.node_config))
-    node = HospitalNode(settings, config_from_text(blobs["config"].decode()))
     _NODES.clear()  # one run at a time per node; an earlier run's secrets go now
+    try:
+        meta, blobs = wire.unpack(message.content)
+        try:
+            text = wire.blob(blobs, "config").decode()
+        except UnicodeDecodeError:
+            raise ConfigError("the run config sent is not UTF-8 text") from None
+        node = HospitalNode(settings, config_from_text(text))
+        info, out = node.on_setup(meta)
+    except SecAggError as exc:
+        client_id = _client_id(settings)
+        if client_id is None:
+            raise  # no id to answer for: the server sees an error reply
+        return _refusal(message, client_id, exc)
     _NODES[context.run_id] = node
-    info, out = node.on_setup(meta)
     return _reply(message, info, out)
 
 
 @app.train()
 def train(message: Message, context: Context) -> Message:
-    meta, blobs = wire.unpack(message.content)
-    info, out = _node(context).on_train(meta, blobs)
+    node = _node(context)
+    try:
+        meta, blobs = wire.unpack(message.content)
+        info, out = node.on_train(meta, blobs)
+    except SecAggError as exc:
+        return _refusal(message, node.id, exc)
     return _reply(message, info, out)
 
 

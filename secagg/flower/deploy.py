@@ -14,7 +14,14 @@ separate machine in a pilot:
   config (``FLWR_HOME/config.toml``) naming the SuperLink.
 
 Key material is generated into the work folder, one folder per hospital (see
-:mod:`secagg.flower.keys`). :meth:`LocalFederation.stop` ends every process group it started.
+:mod:`secagg.flower.keys`), and so is each hospital's policy (:mod:`secagg.flower.policy`):
+``workdir/nodes/<id>/policy.toml`` with its state folder beside it. The policy is written from
+the configs the federation will run (:meth:`LocalFederation.generate_keys`): its privacy floor
+admits exactly those runs (their modes, δ, clipping norm and accountant; ``max_epsilon`` the
+sum of their planned ε), and for runs with a ledger the shortcut deploys the consortium's
+contract first and writes its address and chain id into every policy, then hands the same
+contract to the server app (``contract`` in the run config). A real hospital writes its
+policy itself. :meth:`LocalFederation.stop` ends every process group it started.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from secagg.config import Config, config_to_toml
-from secagg.errors import SecAggError
+from secagg.errors import ConfigError, SecAggError
+from secagg.flower.policy import LedgerTrust, PrivacyFloor, policy_toml
 
 #: The Flower app folder shipped with the package (``flwr run`` builds it into a FAB).
 APP_DIR = Path(__file__).resolve().parent / "app"
@@ -77,6 +85,8 @@ class LocalFederation:
     env: dict[str, str] = field(default_factory=dict)
     #: The public identity directory written by :meth:`generate_keys` (signed masking).
     identities: Path | None = None
+    #: rpc_url -> (contract address, deployment block) of the consortium's ledger
+    contracts: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir).resolve()
@@ -97,8 +107,9 @@ class LocalFederation:
     # ---- key material -------------------------------------------------------------------------
 
     def generate_keys(self, *configs: Config, key_holder: int = 0) -> Path | None:
-        """Each hospital's keys under ``workdir/keys/<id>/`` for runs of every given config
-        (a node ignores what a run does not use); returns the identity directory."""
+        """Each hospital's keys under ``workdir/keys/<id>/`` and its policy under
+        ``workdir/nodes/<id>/``, for runs of every given config (a node ignores what a run
+        does not use); returns the identity directory."""
         from secagg.flower.keys import generate_identities, write_chain_key
 
         keys = self.workdir / "keys"
@@ -127,7 +138,58 @@ class LocalFederation:
             if he and i == key_holder:
                 node["he-key-holder"] = True
         self.identities = directory
+        self._write_policies(configs)
         return directory
+
+    def _write_policies(self, configs: Sequence[Config]) -> None:
+        """Each node's policy: a floor admitting these runs, the contract they record on."""
+        floor = admitting_floor(configs)
+        trusted = None
+        urls = {c.ledger.rpc_url for c in configs if c.ledger.enabled}
+        if len(urls) > 1:
+            raise ConfigError(f"runs on several chains ({sorted(urls)}): a node trusts one")
+        if urls:
+            trusted = self.deploy_contract(next(c for c in configs if c.ledger.enabled))
+        for i, node in enumerate(self.node_configs):
+            folder = self.workdir / "nodes" / str(i)
+            folder.mkdir(parents=True, exist_ok=True)
+            policy = folder / "policy.toml"
+            client_id = int(node.get("client-id", node.get("partition-id", i)))
+            policy.write_text(
+                f"# hospital {client_id}'s policy, written by secagg deploy from the runs it "
+                "admits\n"
+                + policy_toml(
+                    client_id=client_id, privacy=floor, ledger=trusted, state_folder="state"
+                )
+            )
+            node["policy"] = str(policy)
+
+    def deploy_contract(self, config: Config) -> LedgerTrust:
+        """Deploy the consortium's ledger on ``config``'s chain (once per chain), as its
+        admin would before any run: the contract every node's policy trusts."""
+        from secagg.ledger.client import LedgerClient
+        from secagg.ledger.providers import connect
+        from secagg.ledger.records import epsilon_to_fixed
+        from secagg.ledger.session import TOKEN_UNIT
+
+        url = config.ledger.rpc_url
+        if not url:
+            raise ConfigError(
+                "a deployment with the ledger needs a shared chain: set ledger.rpc_url (the "
+                "embedded chain lives inside one process)"
+            )
+        w3 = connect(url)
+        if url not in self.contracts:
+            admin = LedgerClient.deploy(
+                w3,
+                admin=w3.eth.accounts[0],
+                epsilon_cap=epsilon_to_fixed(config.ledger.epsilon_cap),
+                reward_per_round=config.ledger.reward_per_round * TOKEN_UNIT,
+            )
+            self.contracts[url] = (admin.address, admin.from_block)
+        return LedgerTrust(
+            rpc_url=url, chain_id=int(w3.eth.chain_id), contract=self.contracts[url][0]
+        )
 
     # ---- processes ----------------------------------------------------------------------------
 
@@ -287,12 +349,17 @@ class LocalFederation:
         """``flwr run`` the app with ``config``; returns Flower's run id."""
         output_dir = Path(output_dir).resolve()
         identities = identities or self.identities
+        contract, block = "", 0
+        if config.ledger.enabled and config.ledger.rpc_url in self.contracts:
+            contract, block = self.contracts[config.ledger.rpc_url]
         overrides = self.workdir / "run-config.toml"
         overrides.write_text(
             f"config = {_toml_string(config_to_toml(config))}\n"
             f"output-dir = {_toml_string(str(output_dir))}\n"
             f"phase-timeout = {float(phase_timeout)}\n"
             f"identities = {_toml_string(str(identities) if identities else '')}\n"
+            f"contract = {_toml_string(contract)}\n"
+            f"contract-block = {int(block)}\n"
         )
         done = subprocess.run(
             [
@@ -339,6 +406,57 @@ class LocalFederation:
             f"the run did not finish within {timeout:g} s; SuperLink log:\n"
             + self.log_tail("superlink")
         )
+
+
+def admitting_floor(configs: Sequence[Config]) -> PrivacyFloor:
+    """The privacy floor that admits exactly these runs, for the one-machine shortcut.
+
+    Mode ``none`` if any run trains without DP; δ, clipping norm: the largest asked; the
+    accountant they share; ``max_epsilon``: the sum of each run's planned ε (its target, or
+    for a given σ the largest any client's schedule spends), so every run fits in the
+    lifetime budget one after the other (composition costs at most the sum).
+    """
+    from secagg.data import load_federated
+    from secagg.privacy.accounting import dp_sgd_schedule, epsilon_for
+
+    private = [c.privacy for c in configs if c.privacy.mode == "local-dp"]
+    if not private:
+        return PrivacyFloor(mode="none")
+    accountants = {p.accountant for p in private}
+    if len(accountants) > 1:
+        raise ConfigError(f"runs with different accountants {sorted(accountants)}: pick one")
+    planned = 0.0
+    for config in configs:
+        p = config.privacy
+        if p.mode != "local-dp":
+            continue
+        if p.target_epsilon is not None:
+            planned += p.target_epsilon
+            continue
+        assert p.noise_multiplier is not None
+        worst = 0.0
+        for client in load_federated(config.data, config.run.seed).clients:
+            q, steps = dp_sgd_schedule(
+                client.num_samples, config.training.batch_size, config.training.local_epochs
+            )
+            worst = max(
+                worst,
+                epsilon_for(
+                    noise_multiplier=p.noise_multiplier,
+                    sample_rate=q,
+                    steps=steps * config.run.rounds,
+                    delta=p.delta,
+                    accountant=p.accountant,
+                ),
+            )
+        planned += worst
+    return PrivacyFloor(
+        mode="none" if len(private) < len(configs) else "local-dp",
+        max_epsilon=planned,
+        delta=max(p.delta for p in private),
+        max_grad_norm=max(p.max_grad_norm for p in private),
+        accountant=accountants.pop(),
+    )
 
 
 def _node_value(value: Any) -> str:

@@ -100,7 +100,8 @@ class Exchange:
                     log.warning("client %s replied with an error: %s", client, reply.error.reason)
                     continue
                 meta, blobs = wire.unpack(reply.content)
-                if int(meta.get("client_id", -1)) != client:
+                claimed = meta.get("client_id")
+                if isinstance(claimed, bool) or not isinstance(claimed, int) or claimed != client:
                     log.warning("a reply for client %s claims to be from %s", client, meta)
                     continue
                 replies[client] = Reply(

@@ -5,12 +5,20 @@ Sans-I/O like the masking client: each ``on_*`` method takes what a server messa
 ClientApp (:mod:`secagg.flower.client_app`) is the thin transport around it. The node builds
 the same :class:`~secagg.simulation.federation.Federation`, trainer and protection as the
 simulation does for its client index, so it trains, encodes, quantises and masks exactly as
-its simulated twin (and with the same seeds).
+its simulated twin, with one difference: its DP randomness.
 
-What a hospital configures (``flower-supernode --node-config``, see :class:`NodeSettings`):
-its client id, its data (a partition index of the run's dataset, or its own CSV path), its
-identity key and the public identity directory (signed masking rounds), its chain account key
-(ledger), whether it is the HE key holder.
+What the coordinator sends is a request, checked against the hospital's own policy
+(:mod:`secagg.flower.policy`: its privacy floor, identity, data, trusted contract and chain,
+state folder), never obeyed as such:
+
+- a run weaker than the policy's privacy floor is refused at setup, a round that would take
+  the node's lifetime ε past ``max_epsilon`` before training, a contract or chain id other
+  than the trusted ones before anything is sent to them (:class:`~secagg.errors.PolicyError`);
+- the DP sampling and noise come from :meth:`~secagg.privacy.noise.NoiseSource.fresh`, a key
+  from this node's CSPRNG, never from ``run.seed`` or anything else in a message;
+- the accountant's history and the rounds trained are read from the node's disk before each
+  round and written back before its update leaves (:mod:`secagg.flower.budget`): a restart or a
+  second setup resumes them, so ε only grows and a round is never trained twice.
 """
 
 from __future__ import annotations
@@ -18,16 +26,19 @@ from __future__ import annotations
 import logging
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from secagg.config import Config, config_from_dict
+from secagg.config import Config, config_from_dict, config_to_toml
 from secagg.errors import ConfigError, LedgerBudgetError, ProtocolError, SecAggError
 from secagg.flower import wire
+from secagg.flower.budget import BudgetState, NodeBudget, run_key
+from secagg.flower.policy import NodePolicy, NodeSettings
 from secagg.masking.client import MaskingClient
 from secagg.masking.messages import decode_server_message
+from secagg.privacy.noise import NoiseSource
 from secagg.protection import HiddenFedAvg, make_protection
 from secagg.protection.he import HESum, KeyHolder, decryption_threshold
 from secagg.protection.masking import MaskingSum
@@ -39,7 +50,7 @@ if TYPE_CHECKING:
     from secagg.ledger.client import LedgerClient
     from secagg.protection.base import Protection
     from secagg.storage import LocalBlobStore
-    from secagg.training import LocalTrainer
+    from secagg.training import LocalResult, LocalTrainer
 
 
 log = logging.getLogger("secagg.flower.node")
@@ -52,58 +63,49 @@ _NEEDS_IDENTITY = (
 
 def config_from_text(text: str) -> Config:
     """A run config from its TOML text (as the server sends it and ``config.toml`` holds it)."""
-    return config_from_dict(tomllib.loads(text))
+    try:
+        return config_from_dict(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the run config sent is not valid TOML: {exc}") from None
 
 
-@dataclass(frozen=True)
-class NodeSettings:
-    """A hospital's node configuration (``--node-config`` keys in brackets)."""
+#: The most clients a setup message may name (bounds the parsing of its id list).
+MAX_CLIENTS = 1 << 16
 
-    client_id: int  # [client-id] its id in the protocol (and its seed stream)
-    partition_id: int  # [partition-id] which client of the locally loaded split is its data
-    data_path: str = ""  # [data-path] its own CSV, replacing the config's data.path
-    identity_key: str = ""  # [identity-key] identity seed file (signed masking)
-    identities: str = ""  # [identities] the public identity directory (JSON)
-    chain_key: str = ""  # [chain-key] Ethereum account key file (ledger)
-    he_key_holder: bool = False  # [he-key-holder] this node generates and holds the HE key
-
-    @classmethod
-    def from_node_config(cls, raw: Mapping[str, Any]) -> NodeSettings:
-        if "client-id" not in raw and "partition-id" not in raw:
-            raise ConfigError(
-                "the SuperNode's --node-config needs client-id=<int> (and optionally "
-                "partition-id, data-path, identity-key, identities, chain-key, he-key-holder)"
-            )
-        client_id = int(raw.get("client-id", raw.get("partition-id", 0)))
-        return cls(
-            client_id=client_id,
-            partition_id=int(raw.get("partition-id", client_id)),
-            data_path=str(raw.get("data-path", "")),
-            identity_key=str(raw.get("identity-key", "")),
-            identities=str(raw.get("identities", "")),
-            chain_key=str(raw.get("chain-key", "")),
-            he_key_holder=bool(raw.get("he-key-holder", False)),
-        )
+__all__ = ["HospitalNode", "NodeSettings", "config_from_text"]
 
 
 class HospitalNode:
-    """Everything one node keeps for a run, in memory only, between Flower messages."""
+    """Everything one node keeps for a run between Flower messages; what it spent, on disk."""
 
     def __init__(self, settings: NodeSettings, config: Config) -> None:
-        self.settings = settings
+        self.policy = NodePolicy.load(settings)
+        self.policy.check_run(config)
+        self.run_key = run_key(config_to_toml(config))
+        self.settings = settings = self.policy.node
         if settings.data_path:
             config = replace(config, data=replace(config.data, path=settings.data_path))
         self.config = config
         self.federation = Federation.load(config)
         clients = self.federation.data.clients
-        if not 0 <= settings.partition_id < len(clients):
+        partition = self.policy.partition_id
+        if not 0 <= partition < len(clients):
             raise ConfigError(
-                f"partition-id = {settings.partition_id}, but the data hold {len(clients)} "
+                f"partition-id = {partition}, but the data hold {len(clients)} "
                 f"client(s): use 0..{len(clients) - 1}"
             )
-        self.id = settings.client_id
-        self.data = clients[settings.partition_id]
-        self.trainer: LocalTrainer = self.federation.trainer(self.id, self.data)
+        self.id = self.policy.client_id
+        self.data = clients[partition]
+        # The DP sampling and noise are keyed by this node alone: nothing a message carries
+        # (run.seed included) enters the key, so no one else can regenerate them.
+        self.trainer: LocalTrainer = self.federation.trainer(
+            self.id, self.data, noise=NoiseSource.fresh()
+        )
+        self.policy.check_trainer(self.trainer)
+        self.budget = NodeBudget(self.policy.state_folder, self.id)
+        state = self.budget.load()
+        self._resume(state)  # a run it already has rounds in resumes; ε never restarts
+        self.policy.check_round(self.trainer, state.run(self.run_key).last_round + 1)
         self.dim = self.federation.initial_params().size
         self.client_ids: list[int] = []
         self.protection: Protection | None = None
@@ -114,11 +116,30 @@ class HospitalNode:
         self.store: LocalBlobStore | None = None
         self.refused: dict[int, str] = {}
 
+    def _resume(self, state: BudgetState) -> None:
+        """The trainer continues from what the node's disk says it spent and trained."""
+        run = state.run(self.run_key)
+        self.trainer.restore(state.history, run.rounds_trained, run.last_round)
+
+    def _train(self, params: np.ndarray, round_idx: int) -> LocalResult:
+        """Train one round under the node's budget: read it, check it, spend it, write it.
+
+        The new state is on disk before the update can leave the node; a round refused or
+        failed writes nothing.
+        """
+        with self.budget.spending() as state:
+            self._resume(state)
+            self.policy.check_round(self.trainer, round_idx)
+            local = self.trainer.train(params, round_idx)
+            spent = self.trainer.history if self.trainer.dp else state.history  # no DP: as was
+            state.record_round(self.run_key, round_idx, spent)
+        return local
+
     # ---- setup ---------------------------------------------------------------------------
 
     def on_setup(self, meta: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
         """Public facts about this client, and the HE public key if it holds the key."""
-        self.client_ids = sorted(int(c) for c in str(meta["client_ids"]).split(","))
+        self.client_ids = wire.meta_ids(meta, "client_ids", limit=MAX_CLIENTS)
         if self.id not in self.client_ids:
             raise ConfigError(f"client-id {self.id} is not one of the run's {self.client_ids}")
         pt = self.config.protection
@@ -198,7 +219,16 @@ class HospitalNode:
         return self.protection
 
     def _connect_ledger(self, meta: Mapping[str, Any]) -> None:
-        if self.ledger is not None or not self.config.ledger.enabled:
+        """Reach the contract the policy trusts, on the chain it trusts, and no other.
+
+        The coordinator names the contract in every round's message; the node checks the name
+        against its policy each time and talks to its own chain endpoint, never one it is sent.
+        """
+        if not self.config.ledger.enabled:
+            return
+        contract = wire.meta_text(meta, "contract", max_chars=42)
+        if self.ledger is not None:
+            self.policy.check_ledger(contract, self.ledger.chain_id)
             return
         from eth_account import Account
 
@@ -207,14 +237,15 @@ class HospitalNode:
         from secagg.ledger.providers import connect
         from secagg.storage import LocalBlobStore
 
+        trusted = self.policy.ledger
+        assert trusted is not None  # check_run refused a ledger run without one
+        w3 = connect(trusted.rpc_url)
+        self.policy.check_ledger(contract, int(w3.eth.chain_id))
         account = Account.from_key(read_chain_key(self.settings.chain_key))
         self.ledger = LedgerClient(
-            connect(self.config.ledger.rpc_url),
-            str(meta["contract"]),
-            account,
-            from_block=int(meta["deploy_block"]),
+            w3, contract, account, from_block=wire.meta_int(meta, "deploy_block")
         )
-        self.store = LocalBlobStore(str(meta["store"]))
+        self.store = LocalBlobStore(wire.meta_text(meta, "store"))
 
     # ---- a round ---------------------------------------------------------------------------
 
@@ -222,12 +253,21 @@ class HospitalNode:
         self, meta: Mapping[str, Any], blobs: Mapping[str, bytes]
     ) -> tuple[dict[str, Any], dict[str, bytes]]:
         """Train, encode, protect; the first protocol message of the round rides along."""
-        r = int(meta["round"])
+        r = wire.meta_int(meta, "round")
         protection = self._protection(blobs.get("he_public_key"))
         self._connect_ledger(meta)
         self._claim(meta)
-        params = wire.from_f32(blobs["params"])
-        local = self.trainer.train(params, r)
+        params = wire.from_f32(wire.blob(blobs, "params"), self.dim)
+        top_weight = wire.meta_number(meta, "top_weight")
+        if top_weight < self.data.num_samples:  # refused before anything is spent
+            raise ProtocolError(
+                f"top_weight = {top_weight:g} is below this client's {self.data.num_samples} "
+                "samples: a declared weight share must be at most 1"
+            )
+        request = None  # the masking round's first request, parsed before anything is spent
+        if isinstance(protection, HiddenFedAvg) and isinstance(protection.secure_sum, MaskingSum):
+            request = decode_server_message(wire.blob(blobs, "request"))
+        local = self._train(params, r)
         reply: dict[str, Any] = {
             "client_id": self.id,
             "num_samples": local.num_samples,
@@ -237,7 +277,7 @@ class HospitalNode:
         }
         if not isinstance(protection, HiddenFedAvg):  # protection.mode = "none"
             return reply, {"update": wire.f32(local.update)}
-        declared = local.num_samples / float(meta["top_weight"])
+        declared = local.num_samples / top_weight
         encoding = protection.encode(self.id, local.update, declared, r)
         secure_sum = protection.secure_sum
         if isinstance(secure_sum, MaskingSum):
@@ -245,7 +285,7 @@ class HospitalNode:
             self.masking = MaskingClient(
                 self.id, params_r, secure_sum.client_input(self.id, encoding, r), self.identity
             )
-            request = decode_server_message(blobs["request"])
+            assert request is not None
             (message,) = self.masking.handle(request)
             return reply, {"reply": message.to_bytes()}
         assert isinstance(secure_sum, HESum)
@@ -273,7 +313,7 @@ class HospitalNode:
         """One server message of the masking round in, this client's reply out."""
         if self.masking is None:
             raise ProtocolError("a masking message arrived before this round's training")
-        (message,) = self.masking.handle(decode_server_message(blobs["request"]))
+        (message,) = self.masking.handle(decode_server_message(wire.blob(blobs, "request")))
         return {"reply": message.to_bytes()}
 
     # ---- HE: the key holder's key, this node's signatures, attestation, decryption -------
@@ -358,7 +398,7 @@ class HospitalNode:
         if self.ledger is None or "claim_round" not in meta:
             return
         try:
-            self.ledger.claim_reward(int(meta["claim_round"]))
+            self.ledger.claim_reward(wire.meta_int(meta, "claim_round"))
         except SecAggError as exc:
             log.warning("client %s: reward claim refused: %s", self.id, exc)
 

@@ -23,6 +23,11 @@ replies; a phase closes when every node has replied or its deadline passes):
 
 Every protocol decision is made by the same objects as in ``secagg simulate``; this module
 only moves their bytes and keeps time.
+
+A node may refuse: the run at setup, or a round (its own policy forbids it, see
+:mod:`secagg.flower.policy`); its reply then names the error (``refused``). A node that
+refuses the run is left out of it (a dropout in every round); one that refuses a round is a
+dropout of that round. Either way ``deployment.json`` records the client and the error.
 """
 
 from __future__ import annotations
@@ -40,7 +45,13 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from secagg.config import Config
-from secagg.errors import BelowThresholdError, CryptoError, ProtocolError, SecAggError
+from secagg.errors import (
+    BelowThresholdError,
+    CryptoError,
+    ProtocolError,
+    SecAggError,
+    TamperedMessageError,
+)
 from secagg.flower import wire
 from secagg.flower.exchange import Exchange, Reply, Traffic
 from secagg.flower.node import config_from_text
@@ -73,6 +84,10 @@ class ServerSettings:
     phase_timeout: float
     startup_timeout: float
     identities: str
+    #: the consortium's contract (and its deployment block) to record rounds on; empty: the
+    #: coordinator deploys one (nodes whose policy trusts another contract refuse the run)
+    contract: str = ""
+    contract_block: int = 0
 
     @classmethod
     def from_run_config(cls, rc: dict[str, Any]) -> ServerSettings:
@@ -88,6 +103,8 @@ class ServerSettings:
             float(rc.get("phase-timeout", 60.0)),
             float(rc.get("startup-timeout", 120.0)),
             str(rc.get("identities", "")),
+            str(rc.get("contract", "")),
+            int(rc.get("contract-block", 0)),
         )
 
 
@@ -151,8 +168,15 @@ class Coordinator:
         self.status["status"] = "setup"
         self.write_status()
         setup = self._setup_nodes(federation)
-        self.node_of = {c: setup[c][0] for c in ids}
-        facts = {c: setup[c][1] for c in ids}
+        refused = {c: str(r.meta["refused"]) for c, (_, r) in setup.items() if "refused" in r.meta}
+        for c, why in refused.items():
+            log.warning("client %s refused the run: %s", c, why)
+        self.status["refused"] = {str(c): why for c, why in refused.items()}
+        active = [c for c in ids if c not in refused]
+        if not active:
+            raise SecAggError(f"every node refused the run: {refused}")
+        self.node_of = {c: setup[c][0] for c in active}
+        facts = {c: setup[c][1] for c in active}
         he_public = next(
             (r.blobs["he_public_key"] for _, r in setup.values() if "he_public_key" in r.blobs),
             None,
@@ -171,7 +195,7 @@ class Coordinator:
             identities = read_directory(self.settings.identities)
         params = federation.initial_params()
         rule = federation.rule()
-        ledger = self._start_ledger(config, ids, facts) if config.ledger.enabled else None
+        ledger = self._start_ledger(config, active, facts) if config.ledger.enabled else None
         protection = make_protection(
             config,
             rule,
@@ -182,7 +206,7 @@ class Coordinator:
             identities=identities,
             he_public_key=he_public,
         )
-        weights = {c: float(facts[c].meta["train_samples"]) for c in ids}
+        weights = {c: float(facts[c].meta["train_samples"]) for c in active}
         clients = [
             ClientInfo(
                 name=str(facts[c].meta["name"]),
@@ -192,6 +216,8 @@ class Coordinator:
                 sample_rate=float(facts[c].meta["sample_rate"]),
                 steps_per_round=int(facts[c].meta["steps_per_round"]),
             )
+            if c in facts
+            else ClientInfo(names[c], 0, 0, None, 0.0, 0)  # refused the run: nothing known
             for c in ids
         ]
         from secagg.simulation.results import ResultsWriter
@@ -205,7 +231,7 @@ class Coordinator:
         writer = ResultsWriter(result)
         self.status.update(
             status="running",
-            nodes={str(c): str(self.node_of[c]) for c in ids},
+            nodes={str(c): str(node) for c, node in self.node_of.items()},
             key_holder=self.key_holder,
         )
         self.write_status()
@@ -218,15 +244,19 @@ class Coordinator:
                 ledger.round_trained(
                     r,
                     params,
-                    {c: epsilons[names[c]] for c in ids},
+                    {c: epsilons[names[c]] for c in active},
                     weights,
                     protection.public_record(r),
                 )
             outcome, replies, dropped = self._round(
                 r, protection, params, weights, traffic, ledger, included_last
             )
-            train_losses = [float(rep.meta["train_loss"]) for rep in replies.values()]
-            for c, rep in replies.items():
+            round_refused = {
+                c: str(rep.meta["refused"]) for c, rep in replies.items() if "refused" in rep.meta
+            }
+            trained = {c: rep for c, rep in replies.items() if _states_training(rep.meta)}
+            train_losses = [float(rep.meta["train_loss"]) for rep in trained.values()]
+            for c, rep in trained.items():
                 epsilons[names[c]] = rep.meta.get("epsilon")
             if outcome.update is not None:
                 params = apply_update(params, outcome.update, config.aggregation.server_lr, r)
@@ -253,6 +283,7 @@ class Coordinator:
                     "round": r + 1,
                     "included": outcome.included,
                     "dropped": dropped,
+                    "refused": {str(c): why for c, why in round_refused.items()},
                     "aborted": outcome.aborted_reason,
                     **_traffic_stats(traffic, ids),
                 }
@@ -301,8 +332,17 @@ class Coordinator:
                     continue
                 if reply.has_error():
                     raise SecAggError(f"node {node} refused the run: {reply.error.reason}")
-                meta, blobs = wire.unpack(reply.content)
-                c = int(meta["client_id"])
+                try:
+                    meta, blobs = wire.unpack(reply.content)
+                    c = wire.meta_int(meta, "client_id")
+                except TamperedMessageError as exc:  # no id to record it under: silent
+                    log.warning("node %s's setup reply is malformed: %s", node, exc)
+                    continue
+                try:
+                    if "refused" not in meta:
+                        _check_facts(meta)
+                except TamperedMessageError as exc:  # it stays out of the run, by name
+                    meta, blobs = {"client_id": c, "refused": f"TamperedMessageError: {exc}"}, {}
                 if c in found:
                     raise SecAggError(
                         f"two SuperNodes claim client id {c}: check their node config"
@@ -316,6 +356,7 @@ class Coordinator:
         return found
 
     def _start_ledger(self, config: Config, ids: list[int], facts: dict[int, Reply]) -> Any:
+        """The run's ledger: on the consortium's contract when the run config names one."""
         from secagg.ledger.session import LedgerSession
 
         if not config.ledger.rpc_url:
@@ -328,7 +369,10 @@ class Coordinator:
             c: (str(facts[c].meta["chain_address"]), bytes.fromhex(str(facts[c].meta["identity"])))
             for c in ids
         }
-        return LedgerSession(config, ids, store, participants=participants)
+        contract = None
+        if self.settings.contract:
+            contract = (self.settings.contract, self.settings.contract_block)
+        return LedgerSession(config, ids, store, participants=participants, contract=contract)
 
     # ---- a round -----------------------------------------------------------------------------
 
@@ -370,8 +414,15 @@ class Coordinator:
 
         if not isinstance(protection, HiddenFedAvg):
             replies = self._train_everyone(r, group, train_content, traffic)
-            updates = {c: wire.from_f32(rep.blobs["update"]) for c, rep in replies.items()}
-            silent = sorted(set(self.node_of) - set(replies))
+            updates = {}
+            for c, rep in replies.items():
+                if "refused" in rep.meta:
+                    continue
+                try:
+                    updates[c] = wire.from_f32(wire.blob(rep.blobs, "update"), params.size)
+                except ProtocolError as exc:  # a malformed update costs its sender only
+                    log.warning("round %s: client %s's update refused: %s", r + 1, c, exc)
+            silent = sorted(set(self.node_of) - set(updates))
             outcome = protection.aggregate(
                 updates, {c: weights[c] for c in updates}, DropoutSchedule({}), r
             )
@@ -411,12 +462,20 @@ class Coordinator:
         server_seconds = 0.0
         self.event(r, server.phase, "sent")
         trained = self.exchange.round_trip(
-            {c: (self.node_of[c], train_content(c, {"request": m})) for c, m in outbox.items()},
+            {
+                c: (self.node_of[c], train_content(c, {"request": m}))
+                for c, m in outbox.items()
+                if c in self.node_of  # a client that refused the run gets nothing
+            },
             "train",
             group,
             traffic,
         )
-        replies = {c: rep.blobs.get("reply", b"") for c, rep in trained.items()}
+        replies = {
+            c: rep.blobs.get("reply", b"")
+            for c, rep in trained.items()
+            if "refused" not in rep.meta
+        }
         try:
             while True:
                 phase = server.phase
@@ -572,6 +631,35 @@ class Coordinator:
                 m["claim_round"] = ledger.rounds[config.run.rounds - 1].chain_round
             contents[c] = (node, wire.pack(m))
         self.exchange.round_trip(contents, "query.finish", "finish")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_facts(meta: dict[str, Any]) -> None:
+    """A setup reply states the node's public facts, each of the right type and range."""
+    checks = {
+        "name": lambda v: isinstance(v, str) and 0 < len(v) <= 200,
+        "train_samples": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "val_samples": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "sample_rate": lambda v: _number(v) and 0 < v <= 1,
+        "steps_per_round": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "chain_address": lambda v: isinstance(v, str) and len(v) <= 42,
+        "identity": lambda v: isinstance(v, str) and len(v) <= 1024,
+    }
+    bad = [key for key, ok in checks.items() if not ok(meta.get(key))]
+    sigma = meta.get("noise_multiplier")
+    if sigma is not None and not (_number(sigma) and sigma > 0):
+        bad.append("noise_multiplier")
+    if bad:
+        raise TamperedMessageError(f"setup reply with missing or malformed {', '.join(bad)}")
+
+
+def _states_training(meta: dict[str, Any]) -> bool:
+    """A train reply that states a training loss and (if any) an ε: what the metrics use."""
+    epsilon = meta.get("epsilon")
+    return _number(meta.get("train_loss")) and (epsilon is None or _number(epsilon))
 
 
 def _traffic_stats(traffic: Traffic, ids: list[int]) -> dict[str, Any]:

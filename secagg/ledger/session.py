@@ -109,10 +109,14 @@ class LedgerSession:
         store_dir: str | Path,
         identity_keys: Mapping[int, IdentityKey] | None = None,
         participants: Mapping[int, tuple[str, bytes]] | None = None,
+        contract: tuple[str, int] | None = None,
     ) -> None:
         """``participants``: client id -> (account address, Ed25519 public key) of clients
         that hold their own keys elsewhere (a deployment: each node signs its own
-        transactions); by default every client's account and identity are created here."""
+        transactions); by default every client's account and identity are created here.
+        ``contract``: (address, deployment block) of a ledger the consortium deployed before
+        the run (its admin is the chain node's first account), which the run records its
+        rounds on after the ones already there; by default the session deploys its own."""
         self.config = config
         self.w3 = connect(config.ledger.rpc_url)
         #: The embedded chain ends with this process: its blocks go into the run folder.
@@ -126,12 +130,17 @@ class LedgerSession:
         identity_public = {c: k.public for c, k in self.identity_keys.items()}
         identity_public.update({c: key for c, (_, key) in external.items()})
         funder = self.w3.eth.accounts[0]
-        self.admin = LedgerClient.deploy(
-            self.w3,
-            admin=funder,
-            epsilon_cap=epsilon_to_fixed(config.ledger.epsilon_cap),
-            reward_per_round=config.ledger.reward_per_round * TOKEN_UNIT,
-        )
+        if contract is None:
+            self.admin = LedgerClient.deploy(
+                self.w3,
+                admin=funder,
+                epsilon_cap=epsilon_to_fixed(config.ledger.epsilon_cap),
+                reward_per_round=config.ledger.reward_per_round * TOKEN_UNIT,
+            )
+        else:
+            self.admin = LedgerClient(self.w3, contract[0], funder, from_block=contract[1])
+        #: rounds already on the contract: this run's round r is chain round offset + r + 1
+        self.round_offset = self.admin.last_round_id
         self.setup_gas: dict[str, int] = {}
         if self.admin.deployment is not None:
             self.setup_gas["deploy"] = self.admin.deployment.gas_used
@@ -209,7 +218,8 @@ class LedgerSession:
         ``record`` is the protection's public record (what an auditor needs to replay the
         round); ``weights`` are the sample counts the clients declared in the clear.
         """
-        chain_round = round_idx + 1  # round ids on chain start at 1 and only increase
+        # round ids on chain start at 1 and only increase
+        chain_round = self.round_offset + round_idx + 1
         state = RoundState(
             chain_round, {c: epsilon_to_fixed(e or 0.0) for c, e in epsilons.items()}
         )

@@ -173,6 +173,28 @@ def epsilon_of(accountant: IAccountant, delta: float) -> float:
     return _epsilon_of_history(mechanism, entries, float(delta))
 
 
+def epsilon_of_history(
+    history: Sequence[HistoryEntry], delta: float, accountant: str = "rdp"
+) -> float:
+    """ε of an accountant history ``[(σ, q, steps), ...]`` at ``delta`` (0.0 when empty).
+
+    The same number a live accountant holding that history reports (:func:`epsilon_of`): for
+    a node that keeps its history on disk, or asks what one more round would cost.
+    """
+    _check_accountant(accountant)
+    _check_delta(delta)
+    entries = []
+    for entry in history:
+        if len(entry) != 3:
+            raise PrivacyError(f"a history entry is (sigma, q, steps), got {entry!r}")
+        sigma, q, steps = entry
+        _check_positive("noise_multiplier", sigma)
+        _check_sample_rate(q)
+        _check_steps(steps, 1)
+        entries.append((float(sigma), float(q), int(steps)))
+    return _epsilon_of_history(accountant, tuple(entries), float(delta))
+
+
 def epsilon_for(
     *,
     noise_multiplier: float,

@@ -20,6 +20,7 @@ from secagg.config import Config
 from secagg.data import ClientData, FederatedDataset, load_federated
 from secagg.errors import DataError
 from secagg.models import build_model, get_flat_params, set_flat_params
+from secagg.privacy.noise import NoiseSource
 from secagg.training import LocalResult, LocalTrainer, evaluate
 
 
@@ -66,8 +67,18 @@ class Federation:
     def initial_params(self) -> np.ndarray:
         return get_flat_params(self.model())
 
-    def trainer(self, index: int, data: ClientData | None = None) -> LocalTrainer:
-        """Client ``index``'s honest trainer, on its share of the split (or on ``data``)."""
+    def trainer(
+        self,
+        index: int,
+        data: ClientData | None = None,
+        *,
+        noise: NoiseSource | None = None,
+    ) -> LocalTrainer:
+        """Client ``index``'s honest trainer, on its share of the split (or on ``data``).
+
+        Its DP noise derives from ``run.seed`` unless ``noise`` is given: reproducible, and so
+        for simulations only; a deployed node passes its own secret source.
+        """
         c = self.config
         return LocalTrainer(
             data if data is not None else self.data.clients[index],
@@ -76,6 +87,7 @@ class Federation:
             c.privacy,
             rounds=c.run.rounds,
             seed=derive_seed(c.run.seed, SEED_CLIENT, index),
+            noise=noise,
         )
 
     def rule(self) -> AggregationRule:

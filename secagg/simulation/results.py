@@ -17,17 +17,30 @@ from secagg.errors import ConfigError
 from secagg.simulation.engine import SimulationResult
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Replace ``path`` in one step, never leaving a half-written file behind."""
+def write_atomic(path: Path, data: str | bytes, *, durable: bool = False) -> None:
+    """Replace ``path`` in one step, never leaving a half-written file behind.
+
+    ``durable``: also flush the file and its folder to the disk before returning, so a power
+    cut cannot bring back the old content (a node's privacy budget needs this; results don't).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if durable:
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def unique_run_dir(base: str | Path, name: str) -> Path:

@@ -12,7 +12,7 @@ pytest.importorskip("flwr", reason="flwr is not installed: pip install -e '.[flo
 
 
 from secagg.cli import main as secagg_main
-from secagg.errors import ConfigError
+from secagg.errors import ConfigError, PolicyError
 from secagg.flower import wire
 from secagg.flower.keys import (
     generate_identities,
@@ -20,6 +20,7 @@ from secagg.flower.keys import (
     read_identity_key,
 )
 from secagg.flower.node import NodeSettings
+from secagg.flower.policy import NodePolicy
 from secagg.masking.messages import AdvertiseKeysRequest, decode_server_message
 
 
@@ -55,10 +56,50 @@ def test_key_files_private_halves_stay_private(tmp_path: Path) -> None:
 
 def test_node_config_names_what_is_missing() -> None:
     settings = NodeSettings.from_node_config({"client-id": 2, "data-path": "/data/h2.csv"})
-    assert (settings.client_id, settings.partition_id, settings.data_path) == (2, 2, "/data/h2.csv")
-    assert not settings.he_key_holder
-    with pytest.raises(ConfigError, match="client-id"):
+    assert (settings.client_id, settings.partition_id, settings.data_path) == (
+        2,
+        None,
+        "/data/h2.csv",
+    )
+    assert not settings.he_key_holder and not settings.policy
+    with pytest.raises(ConfigError, match="policy=<the hospital's policy file>"):
         NodeSettings.from_node_config({"data-path": "/data/h2.csv"})
+    with pytest.raises(ConfigError, match="expected an integer"):
+        NodeSettings.from_node_config({"client-id": "two"})
+    with pytest.raises(PolicyError, match="this node has no policy"):
+        NodePolicy.load(settings)
+
+
+def test_a_policy_file_and_the_older_node_config_keys_complete_each_other(tmp_path: Path) -> None:
+    policy = tmp_path / "hospital.toml"
+    policy.write_text(
+        '[identity]\nkey = "keys/identity.key"\n[data]\npartition = 1\n'
+        '[privacy]\nmax_epsilon = 2.0\n[state]\nfolder = "state"\n'
+    )
+    raw = {
+        "policy": str(policy),
+        "client-id": 4,
+        "identity-key": str(tmp_path / "keys/identity.key"),
+    }
+    resolved = NodePolicy.load(NodeSettings.from_node_config(raw))
+    assert (resolved.client_id, resolved.partition_id) == (4, 1)
+    assert resolved.identity_key == str(tmp_path / "keys" / "identity.key")  # relative to the file
+    assert resolved.state_folder == tmp_path / "state"
+    assert resolved.privacy.mode == "local-dp" and resolved.privacy.max_epsilon == 2.0
+    assert resolved.ledger is None
+    with pytest.raises(PolicyError, match="give it in one place"):
+        NodePolicy.load(NodeSettings.from_node_config({**raw, "partition-id": 3}))
+    policy.write_text("[privacy]\nmode = 'local-dp'\n[state]\nfolder = 's'\n")
+    with pytest.raises(ConfigError, match="needs max_epsilon"):
+        NodePolicy.load(NodeSettings.from_node_config(raw))
+    policy.write_text(
+        "[privacy]\nmax_epsilon = 1.0\n[ledger]\ncontract = '0x12'\n[state]\nfolder = 's'\n"
+    )
+    with pytest.raises(ConfigError, match=r"rpc_url is empty.*chain_id must be >= 1.*not a 0x"):
+        NodePolicy.load(NodeSettings.from_node_config(raw))
+    policy.write_text("[privacy]\nmax_epsilon = 1.0\nmax_epsilom = 2.0\n[state]\nfolder = 's'\n")
+    with pytest.raises(ConfigError, match=r"did you mean .privacy\.max_epsilon."):
+        NodePolicy.load(NodeSettings.from_node_config(raw))
 
 
 def test_deploy_refuses_a_folder_with_results_before_starting_anything(
@@ -75,3 +116,31 @@ def test_deploy_refuses_a_folder_with_results_before_starting_anything(
         secagg_main(["deploy", "--help"])
     assert exit_info.value.code == 0
     assert "SuperLink" in capsys.readouterr().out
+
+
+def test_secagg_deploy_writes_each_node_a_policy_that_admits_its_runs(tmp_path: Path) -> None:
+    from secagg.config import load_config
+    from secagg.flower.deploy import admitting_floor
+    from secagg.flower.policy import LedgerTrust, policy_toml
+
+    hospitals = Path(__file__).resolve().parents[2] / "examples" / "hospitals.toml"
+    dp = load_config(hospitals, ["privacy.delta=1e-6"])
+    sigma = load_config(hospitals, ["data.clients=4"])
+    sigma.privacy.target_epsilon, sigma.privacy.noise_multiplier = None, 1.2
+    plain = load_config(hospitals, ["privacy.mode=none"])
+    floor = admitting_floor([dp, sigma, plain])
+    assert (floor.mode, floor.delta, floor.accountant) == ("none", 1e-5, "rdp")
+    assert 3.0 + 3.0 < floor.max_epsilon < 3.0 + 30.0  # the target, plus σ = 1.2's schedule
+    assert admitting_floor([plain]).max_epsilon is None
+
+    contract = "0x" + "ab" * 20
+    text = policy_toml(
+        client_id=0,
+        privacy=floor,
+        state_folder="state",
+        ledger=LedgerTrust("http://127.0.0.1:8545", 31337, contract),
+    )
+    (tmp_path / "policy.toml").write_text(text)
+    loaded = NodePolicy.load(NodeSettings(policy=str(tmp_path / "policy.toml")))
+    assert loaded.privacy == floor and loaded.client_id == 0 and loaded.partition_id == 0
+    assert loaded.ledger == LedgerTrust("http://127.0.0.1:8545", 31337, contract)
