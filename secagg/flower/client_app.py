@@ -3,7 +3,10 @@
 Message types (the server app sends them in this order each run):
 
 - ``query.setup``: the run's config; the node builds its trainer and keys, replies its public
-  facts (sample count, DP schedule, identity and chain address, HE public key if it holds it);
+  facts (sample count, DP schedule, identity and chain address, HE public key if it holds it,
+  masking: its commitment to a fresh session nonce);
+- ``query.session`` (masking, twice): the table of every node's commitment to its session
+  nonce in, its nonce out; then the table of nonces in (:mod:`secagg.masking.session`);
 - ``train`` (once per round): global parameters, plus the first masking message of the round
   (AdvertiseKeysRequest); the node trains, encodes, protects and replies with its first
   protocol message (AdvertiseKeys, a ciphertext, or the plain update);
@@ -102,6 +105,13 @@ def train(message: Message, context: Context) -> Message:
     except SecAggError as exc:
         return _refusal(message, node.id, exc)
     return _reply(message, info, out)
+
+
+@app.query("session")
+def session(message: Message, context: Context) -> Message:
+    _, blobs = wire.unpack(message.content)
+    node = _node(context)
+    return _reply(message, {"client_id": node.id}, node.on_session(blobs))
 
 
 @app.query("masking")

@@ -32,12 +32,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from secagg.config import Config, config_from_dict, config_to_toml
-from secagg.errors import ConfigError, LedgerBudgetError, ProtocolError, SecAggError
+from secagg.errors import (
+    ConfigError,
+    LedgerBudgetError,
+    ProtocolError,
+    SecAggError,
+    TamperedMessageError,
+)
 from secagg.flower import wire
 from secagg.flower.budget import BudgetState, NodeBudget, run_key
 from secagg.flower.policy import NodePolicy, NodeSettings
 from secagg.masking.client import MaskingClient
-from secagg.masking.messages import decode_server_message
+from secagg.masking.messages import (
+    SessionCommitments,
+    SessionNonces,
+    decode_server_message,
+    decode_session_message,
+)
+from secagg.masking.session import SessionClient
 from secagg.privacy.noise import NoiseSource
 from secagg.protection import HiddenFedAvg, make_protection
 from secagg.protection.he import HESum, KeyHolder, decryption_threshold
@@ -111,6 +123,8 @@ class HospitalNode:
         self.protection: Protection | None = None
         self.key_holder: KeyHolder | None = None
         self.masking: MaskingClient | None = None  # this round's state machine
+        #: masking: the run's session, agreed with the other nodes after setup (it opens rounds)
+        self.session: SessionClient | None = None
         self.identity: IdentityKey | None = None
         self.ledger: LedgerClient | None = None
         self.store: LocalBlobStore | None = None
@@ -146,6 +160,10 @@ class HospitalNode:
         blobs: dict[str, bytes] = {}
         if pt.mode in HESum.MODES and self.settings.he_key_holder:
             blobs["he_public_key"] = self._hold_he_key()
+        if pt.mode in MaskingSum.MODES:
+            # A fresh session for every setup: nothing signed in an earlier one counts here.
+            self.session = SessionClient(self.id, self._registered())
+            blobs["session_commit"] = self.session.commit().to_bytes()
         if pt.mode in MaskingSum.MODES and self.config.ledger.enabled:
             raise ConfigError(
                 "a Flower deployment does not run masking with the ledger yet: use "
@@ -189,6 +207,26 @@ class HospitalNode:
             "identity": self.identity.public.hex() if self.identity is not None else "",
         }, blobs
 
+    def _registered(self) -> list[int]:
+        """The clients this node agreed to run with: its own identity directory if it has one,
+        else the run's list as sent."""
+        if self.settings.identities:
+            from secagg.flower.keys import read_directory
+
+            return sorted(read_directory(self.settings.identities))
+        return self.client_ids
+
+    def on_session(self, blobs: Mapping[str, bytes]) -> dict[str, bytes]:
+        """The session set-up (masking): the commitments table in, this node's nonce out; then
+        the nonces table in, nothing out (the session is set)."""
+        if self.session is None:
+            raise ProtocolError("a session message arrived, but this run does not mask")
+        message = decode_session_message(wire.blob(blobs, "session"))
+        if not isinstance(message, SessionCommitments | SessionNonces):
+            raise TamperedMessageError(f"a {type(message).__name__} is not for a node")
+        reply = self.session.handle(message)
+        return {} if reply is None else {"reveal": reply.to_bytes()}
+
     def _protection(self, he_public_key: bytes | None) -> Protection:
         if self.protection is None:
             identities = None
@@ -207,14 +245,22 @@ class HospitalNode:
                     )
             if self.config.protection.mode in HESum.MODES and he_public_key is None:
                 raise ProtocolError("the first round's message carries no HE public key")
+            session = None
+            if pt.mode in MaskingSum.MODES:
+                if self.session is None or self.session.session is None:
+                    raise ProtocolError(
+                        "a masking round arrived before this node agreed the run's session"
+                    )
+                session = self.session.session
             self.protection = make_protection(
                 self.config,
                 self.federation.rule(),
-                self.client_ids,
+                self.client_ids if session is None else list(session.participants),
                 self.dim,
                 derive_seed(self.config.run.seed, SEED_PROTECTION),
                 identities=identities,
                 he_public_key=he_public_key,
+                session=session,
             )
         return self.protection
 
@@ -282,8 +328,9 @@ class HospitalNode:
         secure_sum = protection.secure_sum
         if isinstance(secure_sum, MaskingSum):
             params_r = secure_sum.params(r)
-            self.masking = MaskingClient(
-                self.id, params_r, secure_sum.client_input(self.id, encoding, r), self.identity
+            assert self.session is not None  # _protection refused a round without one
+            self.masking = self.session.open_round(
+                params_r, secure_sum.client_input(self.id, encoding, r), self.identity
             )
             assert request is not None
             (message,) = self.masking.handle(request)

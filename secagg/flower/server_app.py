@@ -55,9 +55,15 @@ from secagg.errors import (
 from secagg.flower import wire
 from secagg.flower.exchange import Exchange, Reply, Traffic
 from secagg.flower.node import config_from_text
-from secagg.masking.messages import decode_client_message
+from secagg.masking.messages import (
+    SessionCommit,
+    SessionReveal,
+    decode_client_message,
+    decode_session_message,
+)
 from secagg.masking.params import FINISHED
 from secagg.masking.server import MaskingServer
+from secagg.masking.session import Session, SessionServer
 from secagg.protection import HiddenFedAvg, make_protection
 from secagg.protection.base import AggregateOutcome, Protection
 from secagg.protection.dropout import DropoutSchedule
@@ -196,15 +202,17 @@ class Coordinator:
         params = federation.initial_params()
         rule = federation.rule()
         ledger = self._start_ledger(config, active, facts) if config.ledger.enabled else None
+        session = self._agree_session(facts) if config.protection.mode in MaskingSum.MODES else None
         protection = make_protection(
             config,
             rule,
-            ids,
+            ids if session is None else list(session.participants),
             params.size,
             derive_seed(config.run.seed, SEED_PROTECTION),
             ledger,
             identities=identities,
             he_public_key=he_public,
+            session=session,
         )
         weights = {c: float(facts[c].meta["train_samples"]) for c in active}
         clients = [
@@ -297,6 +305,45 @@ class Coordinator:
         writer.write_all()
 
     # ---- setup -------------------------------------------------------------------------------
+
+    def _agree_session(self, facts: dict[int, Reply]) -> Session:
+        """Relay the session set-up among the nodes that committed (masking).
+
+        A node that committed but does not reveal aborts the run: going on without it would
+        let colluders steer the session (:mod:`secagg.masking.session`).
+        """
+        server = SessionServer(facts)
+        for c, reply in sorted(facts.items()):
+            try:
+                commit = decode_session_message(wire.blob(reply.blobs, "session_commit"))
+                if not isinstance(commit, SessionCommit) or commit.sender != c:
+                    raise TamperedMessageError("not this node's session commitment")
+                server.receive(commit)
+            except ProtocolError as exc:
+                log.warning("client %s's session commitment refused: %s", c, exc)
+        self.event(-1, "session", "sent")
+        for _ in range(2):
+            tables = server.close_phase()
+            answers = self.exchange.round_trip(
+                {
+                    c: (self.node_of[c], wire.pack({}, {"session": m.to_bytes()}))
+                    for c, m in tables.items()
+                },
+                "query.session",
+                "session",
+            )
+            for c, answer in sorted(answers.items()):
+                if "reveal" not in answer.blobs:
+                    continue
+                try:
+                    reveal = decode_session_message(answer.blobs["reveal"])
+                    if not isinstance(reveal, SessionReveal) or reveal.sender != c:
+                        raise TamperedMessageError("not this node's session nonce")
+                    server.receive(reveal)
+                except ProtocolError as exc:
+                    log.warning("client %s's session nonce refused: %s", c, exc)
+        self.event(-1, "session", "closed")
+        return server.session
 
     def _setup_nodes(self, federation: Federation) -> dict[int, tuple[int, Reply]]:
         """client id -> (node id, its setup reply)."""

@@ -275,6 +275,13 @@ class SessionServer:
         table = dict(self._nonces)
         return {c: SessionNonces(0, SERVER_ID, c, table) for c in sorted(table)}
 
+    @property
+    def session(self) -> Session:
+        """The session the participants derive (the server's copy, once the nonces are out)."""
+        if self.phase != "finished":
+            raise PhaseError("the session is not set yet")
+        return Session(tuple(sorted(self._nonces)), session_value(self._nonces), self._nonces)
+
 
 def establish_session(
     client_ids: Iterable[int], registered: Collection[int] | None = None

@@ -30,6 +30,7 @@ from secagg.protection.plain import PlainProtection
 
 if TYPE_CHECKING:
     from secagg.ledger.session import LedgerSession
+    from secagg.masking.session import Session
 
 #: Hiding modes by ``protection.mode`` name.
 SECURE_SUMS: dict[str, type[MaskingSum] | type[HESum]] = {
@@ -71,6 +72,7 @@ def make_protection(
     *,
     identities: IdentityDirectory | None = None,
     he_public_key: bytes | None = None,
+    session: Session | None = None,
 ) -> Protection:
     """The protection named by ``protection.mode``, refusing impossible combinations.
 
@@ -78,7 +80,8 @@ def make_protection(
     ``ledger``: record every round on chain (keys and survivor set read from it).
     Keys that live elsewhere (a deployment, :mod:`secagg.flower`): ``identities``, the
     clients' registered signing keys; ``he_public_key``, the key holder's public key signed
-    with its identity (HE). Without them a simulation generates them here.
+    with its identity (HE); ``session``, the run's session the clients agreed (masking;
+    :mod:`secagg.masking.session`). Without them a simulation makes them here.
     """
     mode = config.protection.mode
     if mode == "none":
@@ -86,7 +89,7 @@ def make_protection(
     linear, norm_bound = hiding_rule(config, rule)
     secure_sum: MaskingSum | HESum
     if mode in MaskingSum.MODES:
-        secure_sum = MaskingSum(config, client_ids, dim + 1, seed, ledger, identities)
+        secure_sum = MaskingSum(config, client_ids, dim + 1, seed, ledger, identities, session)
     else:
         secure_sum = HESum(config, client_ids, dim + 1, seed, ledger, he_public_key, identities)
     return HiddenFedAvg(mode, linear, secure_sum, config.protection.clip_range, norm_bound)

@@ -11,6 +11,8 @@ import numpy as np
 from secagg.config import Config
 from secagg.flower import wire
 from secagg.flower.node import HospitalNode, NodeSettings
+from secagg.masking.messages import SessionCommit, SessionReveal, decode_session_message
+from secagg.masking.session import SessionClient, SessionServer
 
 
 def write_policy(folder: Path, *, client_id: int = 0, **sections: dict[str, Any]) -> Path:
@@ -35,7 +37,7 @@ def start_node(
     raw = {"client-id": 0, "policy": str(policy), **node_config}
     settings = NodeSettings.from_node_config(raw)
     node = HospitalNode(settings, config)
-    node.on_setup({"client_ids": client_ids})
+    node.setup_reply = node.on_setup({"client_ids": client_ids})  # type: ignore[attr-defined]
     return node
 
 
@@ -47,3 +49,32 @@ def train(node: HospitalNode, round_idx: int, params: np.ndarray, **meta: Any) -
     if "update" in blobs:
         info["update"] = wire.from_f32(blobs["update"])
     return info
+
+
+def join_session(node: HospitalNode, client_ids: list[int] | None = None) -> None:
+    """Agree a masking run's session between ``node`` and in-memory peers, as the server app
+    relays it (the node's setup reply carried its commitment)."""
+    ids = client_ids or [0, 1, 2, 3]
+    assert node.session is not None
+    peers = {c: SessionClient(c, ids) for c in ids if c != node.id}
+    server = SessionServer(ids)
+    server.receive(_own_commit(node))
+    for peer in peers.values():
+        server.receive(peer.commit())
+    for _ in range(2):
+        for c, table in server.close_phase().items():
+            if c == node.id:
+                out = node.on_session({"session": table.to_bytes()})
+                reply = decode_session_message(out["reveal"]) if "reveal" in out else None
+            else:
+                reply = peers[c].handle(table)
+            if isinstance(reply, SessionReveal):
+                server.receive(reply)
+
+
+def _own_commit(node: HospitalNode) -> SessionCommit:
+    """The commitment the node's setup reply carried."""
+    _, blobs = node.setup_reply  # type: ignore[attr-defined]
+    commit = decode_session_message(blobs["session_commit"])
+    assert isinstance(commit, SessionCommit)
+    return commit

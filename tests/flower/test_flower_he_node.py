@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from flower.nodes import write_policy
 
 from secagg import he
 from secagg.config import load_config
@@ -36,12 +37,19 @@ def federation(tmp_path: Path) -> tuple[dict[int, HospitalNode], bytes, str]:
     directory = str(generate_identities(IDS, tmp_path / "keys"))
     nodes = {}
     for c in IDS:
-        settings = NodeSettings(
+        policy = write_policy(
+            tmp_path / f"node{c}",
             client_id=c,
-            partition_id=c,
-            identity_key=str(tmp_path / "keys" / str(c) / "identity.key"),
-            identities=directory,
-            he_key_holder=c == HOLDER,
+            privacy={"mode": "local-dp", "max_epsilon": 3.0, "delta": 1e-5},
+        )
+        settings = NodeSettings.from_node_config(
+            {
+                "client-id": c,
+                "policy": str(policy),
+                "identity-key": str(tmp_path / "keys" / str(c) / "identity.key"),
+                "identities": directory,
+                "he-key-holder": c == HOLDER,
+            }
         )
         nodes[c] = HospitalNode(settings, config)
     replies = {c: node.on_setup({"client_ids": "0,1,2,3"}) for c, node in nodes.items()}

@@ -336,7 +336,8 @@ def test_a_node_commits_only_to_the_contract_and_chain_its_policy_trusts(
             "store": str(tmp_path / "store"),
             "chain_round": 1,
         }
-        blobs = {"params": wire.f32(params), "he_public_key": node.key_holder.public_bytes}
+        signed_key = node.setup_reply[1]["he_public_key"]  # as the key holder sent it
+        blobs = {"params": wire.f32(params), "he_public_key": signed_key}
         info, sent = node.on_train(meta, blobs)
         return {**info, "sent": sorted(sent)}
 
@@ -363,5 +364,5 @@ def test_a_node_commits_only_to_the_contract_and_chain_its_policy_trusts(
     monkeypatch.setattr(NodePolicy, "check_ledger", lambda self, contract, chain_id: None)
     node = start_node(policy, config, client_ids="0,1,2", **node_config)
     rogue_round = round_on(node, rogue, 1)
-    assert rogue_round["sent"] == ["ciphertext"] and "refused" not in rogue_round
+    assert rogue_round["sent"] == ["submission"] and "refused" not in rogue_round
     assert rogue.epsilon_spent(account.address) > epsilon_to_fixed(0.5)  # past the real cap

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("flwr", reason="flwr is not installed: pip install -e '.[flower]'")
 
-from flower.nodes import start_node, write_policy
+from flower.nodes import join_session, start_node, write_policy
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 from secagg.config import load_config
@@ -111,6 +111,7 @@ def test_a_node_refuses_malformed_messages_by_name_before_training(tmp_path: Pat
     )
     policy = write_policy(tmp_path, privacy={"mode": "local-dp", "max_epsilon": 3.0, "delta": 1e-5})
     node = start_node(policy, config)
+    join_session(node)
     params = node.federation.initial_params()
     request = AdvertiseKeysRequest(0, 1, 1, bytes(32)).to_bytes()
 
