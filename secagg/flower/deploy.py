@@ -41,7 +41,7 @@ from typing import Any
 
 from secagg.config import Config, config_to_toml
 from secagg.errors import ConfigError, SecAggError
-from secagg.flower.policy import LedgerTrust, PrivacyFloor, policy_toml
+from secagg.flower.policy import LedgerTrust, PrivacyFloor, ProtectionFloor, policy_toml
 
 #: The Flower app folder shipped with the package (``flwr run`` builds it into a FAB).
 APP_DIR = Path(__file__).resolve().parent / "app"
@@ -138,12 +138,13 @@ class LocalFederation:
             if he and i == key_holder:
                 node["he-key-holder"] = True
         self.identities = directory
-        self._write_policies(configs)
+        self._write_policies(configs, key_holder if he else None)
         return directory
 
-    def _write_policies(self, configs: Sequence[Config]) -> None:
-        """Each node's policy: a floor admitting these runs, the contract they record on."""
+    def _write_policies(self, configs: Sequence[Config], key_holder: int | None) -> None:
+        """Each node's policy: floors admitting these runs, the contract they record on."""
         floor = admitting_floor(configs)
+        hiding = admitting_protection(configs, key_holder)
         trusted = None
         urls = {c.ledger.rpc_url for c in configs if c.ledger.enabled}
         if len(urls) > 1:
@@ -159,7 +160,11 @@ class LocalFederation:
                 f"# hospital {client_id}'s policy, written by secagg deploy from the runs it "
                 "admits\n"
                 + policy_toml(
-                    client_id=client_id, privacy=floor, ledger=trusted, state_folder="state"
+                    client_id=client_id,
+                    privacy=floor,
+                    protection=hiding,
+                    ledger=trusted,
+                    state_folder="state",
                 )
             )
             node["policy"] = str(policy)
@@ -406,6 +411,28 @@ class LocalFederation:
             f"the run did not finish within {timeout:g} s; SuperLink log:\n"
             + self.log_tail("superlink")
         )
+
+
+def admitting_protection(configs: Sequence[Config], key_holder: int | None) -> ProtectionFloor:
+    """The protection floor that admits exactly these runs: their modes, the weakest
+    consistency, gamma and threshold they ask for, and the key holder ``deploy`` chose."""
+    from secagg.data import load_federated
+
+    fractions = []
+    for config in configs:
+        t = config.protection.threshold
+        if t >= 1:
+            clients = config.data.clients or len(load_federated(config.data, 0).clients)
+            t = t / clients
+        fractions.append(t)
+    masking = [c.protection for c in configs if c.protection.mode in ("secagg", "secagg+")]
+    return ProtectionFloor(
+        modes=sorted({c.protection.mode for c in configs}),
+        consistency="none" if any(p.consistency == "none" for p in masking) else "signatures",
+        min_colluding_fraction=min((p.max_colluding_fraction for p in masking), default=0.1),
+        min_threshold=min(fractions),
+        he_key_holder=key_holder,
+    )
 
 
 def admitting_floor(configs: Sequence[Config]) -> PrivacyFloor:

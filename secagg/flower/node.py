@@ -156,6 +156,7 @@ class HospitalNode:
         self.client_ids = wire.meta_ids(meta, "client_ids", limit=MAX_CLIENTS)
         if self.id not in self.client_ids:
             raise ConfigError(f"client-id {self.id} is not one of the run's {self.client_ids}")
+        self.policy.check_protection(self.config, len(self.client_ids))
         pt = self.config.protection
         blobs: dict[str, bytes] = {}
         if pt.mode in HESum.MODES and self.settings.he_key_holder:
@@ -260,6 +261,7 @@ class HospitalNode:
                 derive_seed(self.config.run.seed, SEED_PROTECTION),
                 identities=identities,
                 he_public_key=he_public_key,
+                he_key_holder=self.policy.protection.he_key_holder,
                 session=session,
             )
         return self.protection

@@ -26,6 +26,13 @@ dropout with that name) every run or round that would weaken it::
     max_grad_norm = 1.0       # the largest per-record clipping norm a run may use
     accountant = "rdp"        # the accountant a run must use
 
+    [protection]              # how its update may be hidden, at the least
+    modes = ["secagg+", "ckks"]   # the protection modes it accepts ("none": in the clear)
+    consistency = "signatures"    # masking rounds must sign the survivor set
+    min_colluding_fraction = 0.1  # the gamma every masking round must be sized for, at least
+    min_threshold = 0.6           # t/n at least: fewer summands hide less
+    he_key_holder = 0             # the one client whose signed HE public key it accepts
+
     [ledger]                  # only for runs with a ledger: the one contract it commits to
     rpc_url = "http://10.0.0.5:8545"   # its own chain node
     chain_id = 1337
@@ -48,7 +55,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -195,6 +202,66 @@ class PrivacyFloor:
         return out
 
 
+#: Every hiding mode (protection.mode = "none" sends the update in the clear).
+HIDING_MODES = ("secagg", "secagg+", "ckks", "paillier")
+
+
+@dataclass
+class ProtectionFloor:
+    """[protection]: the least hiding the node accepts from any run."""
+
+    modes: list[str] = field(default_factory=lambda: list(HIDING_MODES))
+    consistency: str = "signatures"  # signatures | none (honest-but-curious masking allowed)
+    min_colluding_fraction: float = 0.1
+    min_threshold: float = 0.6  # a fraction of the run's clients
+    he_key_holder: int | None = None  # None: any registered client that signed the HE key
+
+    def validate(self, where: str) -> None:
+        problems = []
+        unknown = sorted(set(self.modes) - {"none", *HIDING_MODES})
+        if unknown or not self.modes:
+            problems.append(f"modes = {self.modes!r}: name some of none, {', '.join(HIDING_MODES)}")
+        if self.consistency not in ("signatures", "none"):
+            problems.append(f"consistency = {self.consistency!r} is not one of: signatures, none")
+        if not 0 <= self.min_colluding_fraction < 0.5:
+            problems.append(
+                f"min_colluding_fraction must be in [0, 0.5), got {self.min_colluding_fraction}"
+            )
+        if not 0 < self.min_threshold <= 1:
+            problems.append(f"min_threshold must be in (0, 1], got {self.min_threshold}")
+        if self.he_key_holder is not None and self.he_key_holder < 0:
+            problems.append(f"he_key_holder must be a client id >= 0, got {self.he_key_holder}")
+        if problems:
+            raise ConfigError(f"{where} [protection]: " + "; ".join(problems))
+
+    def refusals(self, config: Config, clients: int) -> list[str]:
+        """What in a run's [protection] section, for ``clients`` clients, hides less than this
+        floor (empty: nothing)."""
+        pt = config.protection
+        if pt.mode not in self.modes:
+            return [f"protection.mode = {pt.mode!r}; this node accepts {', '.join(self.modes)}"]
+        out = []
+        masking = pt.mode in ("secagg", "secagg+")
+        if masking and self.consistency == "signatures" and pt.consistency != "signatures":
+            out.append(
+                f"protection.consistency = {pt.consistency!r}; this node masks only in rounds "
+                "that sign the survivor set"
+            )
+        if masking and pt.max_colluding_fraction < self.min_colluding_fraction:
+            out.append(
+                f"protection.max_colluding_fraction = {pt.max_colluding_fraction:g} < the "
+                f"node's {self.min_colluding_fraction:g}"
+            )
+        if pt.mode != "none":
+            fraction = pt.threshold if pt.threshold < 1 else pt.threshold / max(clients, 1)
+            if fraction < self.min_threshold:
+                out.append(
+                    f"protection.threshold = {pt.threshold:g} ({fraction:.3g} of {clients} "
+                    f"clients) < the node's {self.min_threshold:g}"
+                )
+        return out
+
+
 @dataclass
 class LedgerTrust:
     """[ledger]: the chain and the contract the node commits to, and no other."""
@@ -226,6 +293,7 @@ _POLICY_SECTIONS: dict[str, type] = {
     "identity": IdentitySection,
     "data": DataSection,
     "privacy": PrivacyFloor,
+    "protection": ProtectionFloor,
     "ledger": LedgerTrust,
     "state": StateSection,
 }
@@ -247,6 +315,7 @@ class NodePolicy:
     chain_key: str
     he_key_holder: bool
     privacy: PrivacyFloor
+    protection: ProtectionFloor
     ledger: LedgerTrust | None
     state_folder: Path
 
@@ -285,6 +354,10 @@ class NodePolicy:
         data = section_from_dict("data", raw.get("data", {}), DataSection)
         privacy = section_from_dict("privacy", raw.get("privacy", {}), PrivacyFloor)
         privacy.validate(where)
+        protection = section_from_dict(
+            "protection", raw.get("protection", {}), ProtectionFloor
+        )
+        protection.validate(where)
         ledger = None
         if "ledger" in raw:
             ledger = section_from_dict("ledger", raw["ledger"], LedgerTrust)
@@ -333,6 +406,7 @@ class NodePolicy:
                 "[identity] he_key_holder", settings.he_key_holder, identity.he_key_holder
             ),
             privacy=privacy,
+            protection=protection,
             ledger=ledger,
             state_folder=here / state.folder,
         )
@@ -355,6 +429,12 @@ class NodePolicy:
                 f"data.dataset = {config.data.dataset!r}, but this node trains only on its own "
                 "records ([data] path: a csv dataset)"
             )
+        if problems:
+            raise self._refuse("the run", problems)
+
+    def check_protection(self, config: Config, clients: int) -> None:
+        """Refuse a run that would hide this node's update less than the policy says."""
+        problems = self.protection.refusals(config, clients)
         if problems:
             raise self._refuse("the run", problems)
 
@@ -417,6 +497,7 @@ def policy_toml(
     identities: str = "",
     chain_key: str = "",
     he_key_holder: bool = False,
+    protection: ProtectionFloor | None = None,
     ledger: LedgerTrust | None = None,
 ) -> str:
     """The text of a policy file (what ``secagg deploy`` writes for each of its nodes)."""
@@ -431,6 +512,8 @@ def policy_toml(
         "data": {"path": data_path, "partition": partition_id},
         "privacy": dict(vars(privacy)),
     }
+    if protection is not None:
+        sections["protection"] = {k: v for k, v in vars(protection).items() if v is not None}
     if ledger is not None:
         sections["ledger"] = dict(vars(ledger))
     sections["state"] = {"folder": state_folder}

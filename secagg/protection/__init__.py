@@ -72,6 +72,7 @@ def make_protection(
     *,
     identities: IdentityDirectory | None = None,
     he_public_key: bytes | None = None,
+    he_key_holder: int | None = None,
     session: Session | None = None,
 ) -> Protection:
     """The protection named by ``protection.mode``, refusing impossible combinations.
@@ -80,8 +81,10 @@ def make_protection(
     ``ledger``: record every round on chain (keys and survivor set read from it).
     Keys that live elsewhere (a deployment, :mod:`secagg.flower`): ``identities``, the
     clients' registered signing keys; ``he_public_key``, the key holder's public key signed
-    with its identity (HE); ``session``, the run's session the clients agreed (masking;
-    :mod:`secagg.masking.session`). Without them a simulation makes them here.
+    with its identity (HE), and ``he_key_holder``, the one client whose signature on it this
+    party accepts (a node's policy; None: any registered client); ``session``, the run's
+    session the clients agreed (masking; :mod:`secagg.masking.session`). Without them a
+    simulation makes them here.
     """
     mode = config.protection.mode
     if mode == "none":
@@ -91,7 +94,16 @@ def make_protection(
     if mode in MaskingSum.MODES:
         secure_sum = MaskingSum(config, client_ids, dim + 1, seed, ledger, identities, session)
     else:
-        secure_sum = HESum(config, client_ids, dim + 1, seed, ledger, he_public_key, identities)
+        secure_sum = HESum(
+            config,
+            client_ids,
+            dim + 1,
+            seed,
+            ledger,
+            he_public_key,
+            identities,
+            key_holder=he_key_holder,
+        )
     return HiddenFedAvg(mode, linear, secure_sum, config.protection.clip_range, norm_bound)
 
 

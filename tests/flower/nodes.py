@@ -16,8 +16,16 @@ from secagg.masking.session import SessionClient, SessionServer
 
 
 def write_policy(folder: Path, *, client_id: int = 0, **sections: dict[str, Any]) -> Path:
-    """``folder/policy.toml`` with the given sections; [state] defaults to ``folder/state``."""
+    """``folder/policy.toml`` with the given sections; [state] defaults to ``folder/state``.
+
+    Without a [protection] section the policy admits every mode and unsigned masking rounds:
+    the tests that use it are about other parts of the policy; the protection floor has its
+    own tests, which write the section."""
     sections.setdefault("state", {"folder": "state"})
+    sections.setdefault(
+        "protection",
+        {"modes": ["none", "secagg", "secagg+", "ckks", "paillier"], "consistency": "none"},
+    )
     sections.setdefault("identity", {})
     sections["identity"] = {"client_id": client_id, **sections["identity"]}
     folder.mkdir(parents=True, exist_ok=True)

@@ -366,3 +366,94 @@ def test_a_node_commits_only_to_the_contract_and_chain_its_policy_trusts(
     rogue_round = round_on(node, rogue, 1)
     assert rogue_round["sent"] == ["submission"] and "refused" not in rogue_round
     assert rogue.epsilon_spent(account.address) > epsilon_to_fixed(0.5)  # past the real cap
+
+
+# ---- (e) less hiding than the hospital accepts -----------------------------------------------
+
+#: The protection floor a hospital writes: hiding modes only, signed masking rounds, gamma
+#: and t at least the library's defaults, and the consortium's HE key holder by id.
+HIDING = {
+    "modes": ["secagg", "secagg+", "ckks", "paillier"],
+    "consistency": "signatures",
+    "min_colluding_fraction": 0.1,
+    "min_threshold": 0.6,
+}
+
+
+@pytest.mark.parametrize(
+    "weaker",
+    [
+        "protection.mode=none",
+        "protection.consistency=none",
+        "protection.max_colluding_fraction=0.0",
+        "protection.threshold=0.51",
+    ],
+    ids=["in the clear", "unsigned", "no colluders", "a smaller t"],
+)
+def test_a_run_that_hides_the_update_less_than_the_policy_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, weaker: str
+) -> None:
+    from secagg.flower.keys import generate_identities
+
+    config = hospitals("protection.mode=secagg+", weaker)
+    directory = generate_identities([0, 1, 2, 3], tmp_path / "keys")
+    keys = {
+        "identity-key": str(tmp_path / "keys" / "0" / "identity.key"),
+        "identities": str(directory),
+    }
+    policy = write_policy(tmp_path, privacy=FLOOR, protection=HIDING)
+    with pytest.raises(PolicyError, match="refuses the run: protection"):
+        start_node(policy, config, **keys)
+    # Defence off: the node takes the run's word for how its update is hidden.
+    from secagg.flower.policy import NodePolicy
+
+    monkeypatch.setattr(NodePolicy, "check_protection", lambda self, config, clients: None)
+    node = start_node(policy, config, **keys)
+    if weaker == "protection.mode=none":  # the coordinator then reads the update in the clear
+        info = train(node, 0, Federation.load(config).initial_params())
+        assert info["update"].shape == (node.dim,) and np.abs(info["update"]).max() > 0
+    else:
+        assert node.config.protection == config.protection  # accepted as sent
+
+
+def test_a_node_encrypts_only_under_the_key_holder_its_policy_names(tmp_path: Path) -> None:
+    """The coordinator has client 1 (a colluder) generate and sign an HE key and forwards it
+    as the consortium's: client 0, whose policy names client 2, refuses to encrypt under it;
+    with a policy that names no key holder it encrypts, and client 1 decrypts its update."""
+    from secagg import he
+    from secagg.errors import UnknownSenderError
+    from secagg.flower.keys import generate_identities
+    from secagg.he.attest import Submission
+
+    config = hospitals("protection.mode=ckks")
+    directory = str(generate_identities([0, 1, 2, 3], tmp_path / "keys"))
+
+    def node(c: int, folder: str, key_holder: bool = False, named: bool = True) -> Any:
+        floor = {**HIDING, "he_key_holder": 2} if named else HIDING
+        policy = write_policy(tmp_path / folder, client_id=c, privacy=FLOOR, protection=floor)
+        return start_node(
+            policy,
+            config,
+            **{
+                "client-id": c,
+                "identity-key": str(tmp_path / "keys" / str(c) / "identity.key"),
+                "identities": directory,
+                "he-key-holder": key_holder,
+            },
+        )
+
+    colluder = node(1, "colluder", key_holder=True)
+    forged_key = colluder.setup_reply[1]["he_public_key"]
+    params = Federation.load(config).initial_params()
+    blobs = {"params": wire.f32(params), "he_public_key": forged_key}
+    with pytest.raises(UnknownSenderError, match="the key holder is client 2"):
+        node(0, "victim").on_train({"round": 0, "top_weight": 1e6}, blobs)
+
+    victim = node(0, "unguarded", named=False)  # the defence off: any registered key holder
+    _, sent = victim.on_train({"round": 0, "top_weight": 1e6}, blobs)
+    ciphertext = Submission.from_bytes(sent["submission"]).ciphertext
+    assert colluder.key_holder is not None
+    secret = colluder.key_holder.secret_key
+    public = he.load_public_key(colluder.key_holder.public_bytes)
+    values = secret.decrypt(public.deserialize_vector(ciphertext))
+    assert values.shape == (victim.dim + 1,) and np.abs(values).max() > 0  # the victim's encoding
