@@ -69,6 +69,7 @@ from secagg.masking.params import SERVER_ID, SESSION_COMMIT, SESSION_REVEAL, Mas
 
 _COMMITMENT = b"secagg/v1/session-commitment"
 _SESSION = b"secagg/v1/session"
+_TABLE = b"secagg/v1/session-commitments"
 #: Bytes of the session value.
 SESSION_BYTES = 32
 
@@ -81,6 +82,15 @@ def draw_nonce() -> bytes:
 def nonce_commitment(client: int, nonce: bytes) -> bytes:
     """H(client, nonce): binds a client to its nonce before anyone has revealed theirs."""
     return hashlib.sha256(encode_context(_COMMITMENT, client) + nonce).digest()
+
+
+def table_digest(commitments: Mapping[int, bytes]) -> bytes:
+    """A digest of a commitments table (ids in order): what a client keeps of the one it saw,
+    instead of the table (O(1) memory per client, whatever n)."""
+    h = hashlib.sha256(encode_context(_TABLE, len(commitments)))
+    for client in sorted(commitments):
+        h.update(client.to_bytes(8, "big") + commitments[client])
+    return h.digest()
 
 
 def session_value(nonces: Mapping[int, bytes]) -> bytes:
@@ -99,10 +109,13 @@ class Session:
     participants: tuple[int, ...]
     value: bytes
     #: client -> revealed nonce: public once revealed, so an auditor can recompute ``value``.
-    nonces: Mapping[int, bytes] = field(repr=False)
+    #: The server's copy keeps them; a client's does not (n of them at each of n clients).
+    nonces: Mapping[int, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     def record(self) -> dict[str, str]:
         """The public transcript (client id -> nonce, hex) from which ``value`` follows."""
+        if set(self.nonces) != set(self.participants):
+            raise ProtocolError("this copy of the session keeps no nonces (the server's does)")
         return {str(c): self.nonces[c].hex() for c in self.participants}
 
     @classmethod
@@ -126,15 +139,21 @@ class SessionClient:
         """``registered``: the clients this one agreed to run with (its identity directory,
         or the consortium's list); a table naming anyone else is refused."""
         self.id = client_id
-        self._registered = None if registered is None else frozenset(registered)
+        # Shared, not copied, when given as a frozenset (n clients of one simulation).
+        self._registered = (
+            registered
+            if registered is None or isinstance(registered, frozenset)
+            else frozenset(registered)
+        )
         self._nonce = draw_nonce()
-        self._commitments: dict[int, bytes] | None = None
+        self._table: bytes | None = None  # digest of the commitments table it was shown
+        self._participants = 0
         self.session: Session | None = None
         self._last_round = -1
 
     def commit(self) -> SessionCommit:
         """The first message: the commitment to this client's nonce."""
-        if self._commitments is not None or self.session is not None:
+        if self._table is not None or self.session is not None:
             raise PhaseError(f"client {self.id} has already committed in this session")
         return SessionCommit(0, self.id, nonce_commitment(self.id, self._nonce))
 
@@ -160,7 +179,7 @@ class SessionClient:
                 )
 
     def _reveal(self, message: SessionCommitments) -> SessionReveal:
-        if self._commitments is not None:
+        if self._table is not None:
             raise ReplayError(f"client {self.id} has already seen the session's commitments")
         own = nonce_commitment(self.id, self._nonce)
         if not hmac.compare_digest(message.commitments.get(self.id, b""), own):
@@ -169,29 +188,29 @@ class SessionClient:
                 "nonce to itself"
             )
         self._check_ids(message.commitments, "commitments")
-        self._commitments = dict(message.commitments)
+        self._table = table_digest(message.commitments)
+        self._participants = len(message.commitments)
         return SessionReveal(0, self.id, self._nonce)
 
     def _finish(self, message: SessionNonces) -> None:
-        if self._commitments is None:
+        if self._table is None:
             raise PhaseError(f"client {self.id} has not seen the commitments yet")
         if self.session is not None:
             raise ReplayError(f"client {self.id}'s session is already set")
         nonces = message.nonces
-        if set(nonces) != set(self._commitments):
-            missing = sorted(set(self._commitments) - set(nonces))
+        if len(nonces) != self._participants:
             raise BelowThresholdError(
-                f"the session's nonces leave out {missing[:10]} (or add clients that never "
-                "committed); a set-up that goes on without a committed participant could be "
+                f"the session's nonces name {len(nonces)} clients, {self._participants} "
+                "committed: a set-up that goes on without a committed participant could be "
                 "steered, so it aborts"
             )
-        for client, nonce in nonces.items():
-            if not hmac.compare_digest(nonce_commitment(client, nonce), self._commitments[client]):
-                raise TamperedMessageError(
-                    f"client {client}'s revealed session nonce does not match its commitment"
-                )
-        ids = tuple(sorted(nonces))
-        self.session = Session(ids, session_value(nonces), dict(nonces))
+        recomputed = {c: nonce_commitment(c, nonce) for c, nonce in nonces.items()}
+        if not hmac.compare_digest(table_digest(recomputed), self._table):
+            raise TamperedMessageError(
+                "the session's revealed nonces do not match the commitments client "
+                f"{self.id} was shown (a nonce was changed, or a participant swapped)"
+            )
+        self.session = Session(tuple(sorted(nonces)), session_value(nonces))
 
     def open_round(
         self,
@@ -285,13 +304,15 @@ class SessionServer:
 
 def establish_session(
     client_ids: Iterable[int], registered: Collection[int] | None = None
-) -> dict[int, SessionClient]:
+) -> tuple[dict[int, SessionClient], Session]:
     """Run the set-up in memory for these clients, every message through its bytes.
 
-    Returns each client's :class:`SessionClient`, its session set (the simulation's runner).
+    Returns each client's :class:`SessionClient` (its session set) and the server's
+    :class:`Session`, which keeps the revealed nonces for the record (the simulation's runner).
     """
     ids = sorted(client_ids)
-    clients = {c: SessionClient(c, ids if registered is None else registered) for c in ids}
+    allowed = frozenset(ids if registered is None else registered)
+    clients = {c: SessionClient(c, allowed) for c in ids}
     server = SessionServer(ids)
 
     def relay(outgoing: Mapping[int, SessionServerMessage]) -> None:
@@ -310,13 +331,7 @@ def establish_session(
         server.receive(commit)
     relay(server.close_phase())
     relay(server.close_phase())
-    return clients
-
-
-def agreed_session(clients: Mapping[int, SessionClient]) -> Session:
-    """The one session these clients agreed (an in-memory run's view of it)."""
-    sessions = [c.session for c in clients.values()]
-    first = sessions[0] if sessions else None
-    if first is None or any(s is None or s.value != first.value for s in sessions):
-        raise ProtocolError("the clients hold no single agreed session")
-    return first
+    session = server.session
+    if any(c.session is None or c.session.value != session.value for c in clients.values()):
+        raise ProtocolError("the clients did not all agree the server's session")
+    return clients, session

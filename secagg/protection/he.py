@@ -44,7 +44,7 @@ from secagg.he.attest import (
 )
 from secagg.he.base import HEPublicKey, HESecretKey
 from secagg.masking.params import CONSISTENCY_CHECK, UNMASKING
-from secagg.masking.session import agreed_session, establish_session
+from secagg.masking.session import establish_session
 from secagg.protection.base import SumOutcome
 from secagg.protection.dropout import DropoutSchedule
 
@@ -202,7 +202,7 @@ class HESum:
 
                 session = chain_session(ledger.admin)
             # No ledger: the clients agree the run's session (secagg.masking.session).
-            session = session or agreed_session(establish_session(self.client_ids)).value
+            session = session or establish_session(self.client_ids)[1].value
             self.key_holder = KeyHolder(
                 config, n, self.threshold, dim=dim, directory=self.directory, session=session
             )

@@ -16,7 +16,7 @@ from secagg.crypto.identity import IdentityDirectory, IdentityKey
 from secagg.errors import ConfigError, ProtocolError, QuantizationError
 from secagg.masking.driver import run_round
 from secagg.masking.params import MaskingParams
-from secagg.masking.session import Session, SessionClient, agreed_session, establish_session
+from secagg.masking.session import Session, SessionClient, establish_session
 from secagg.protection.base import SumOutcome
 from secagg.protection.dropout import DropoutSchedule
 
@@ -72,8 +72,7 @@ class MaskingSum:
         # round is opened through its own SessionClient (one round id once, in order).
         self.session_clients: dict[int, SessionClient] = {}
         if session is None:
-            self.session_clients = establish_session(client_ids)
-            session = agreed_session(self.session_clients)
+            self.session_clients, session = establish_session(client_ids)
         self.session = session
         # Size the SecAgg+ graph for the dropout this run will see: the expected rate, or the
         # simulated one compounded over its phases, whichever is larger.

@@ -61,7 +61,7 @@ def _colluders_beside_the_victim(session: bytes) -> frozenset[int]:
 def _adjacent_colluders_attack(colluders: frozenset[int]) -> tuple[np.ndarray | None, int]:
     """Run a signed round whose session is agreed now; the server drops the victim's honest
     neighbours. Returns (x_victim if the server can compute it, colluding neighbours)."""
-    sessions = establish_session(range(N))
+    sessions, _ = establish_session(range(N))
     value = sessions[0].session.value  # type: ignore[union-attr]
     params = MaskingParams.create(
         range(N),
@@ -246,7 +246,7 @@ def test_two_colluders_around_an_arc_let_the_server_unmask_the_sum_of_t_s_honest
     n, k, t = 100, 42, 60
     colluders = set(range(90, 100))  # gamma = 0.1, fixed before the session
     for _ in range(20):  # a session whose ring puts colluders in both margins of some arc
-        sessions = establish_session(range(n))
+        sessions, _ = establish_session(range(n))
         params = MaskingParams.create(
             range(n),
             DIM,
