@@ -16,6 +16,7 @@ round by the gamma = 0 round of the same n, measured in the same run.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping
@@ -24,12 +25,11 @@ from typing import Any
 import numpy as np
 
 from benchmarks import log
-from benchmarks.secagg import BITS, SEED, SESSION, _round_cpu, round_completes
+from benchmarks.secagg import BITS, SEED, _completing_params, _round_cpu
 from secagg.crypto.identity import IdentityDirectory
 from secagg.masking.driver import run_round
 from secagg.masking.params import (
     MASKED_INPUT,
-    MaskingParams,
     auto_degree,
     colluder_count,
     collusion_failure_bound,
@@ -69,23 +69,11 @@ def signed_round_seconds(n: int, gamma: float) -> dict[str, Any]:
     rng = np.random.default_rng([SEED, n, int(gamma * 1000)])
     dropped = sorted(int(x) for x in rng.choice(ids, round(DROPOUT * n), replace=False))
     inputs = {u: rng.integers(0, 2**BITS, D, dtype=np.uint32) for u in ids}
-    directory, keys = IdentityDirectory.generate(ids)
-    for round_id in range(200):  # the first graph on which this dropout set completes
-        params = MaskingParams.create(
-            ids,
-            D,
-            threshold=t,
-            bits=BITS,
-            round_id=round_id,
-            session=SESSION,
-            dropout_rate=DROPOUT,
-            colluding_fraction=gamma,
-            identities=directory,
-        )
-        if round_completes(params, dropped):
-            break
-    else:
+    found = _completing_params(ids, D, dropped, DROPOUT, t, gamma)
+    if found is None:
         return {"completed": False}
+    directory, keys = IdentityDirectory.generate(ids)
+    params = dataclasses.replace(found, identities=directory)
     started = time.perf_counter()
     result = run_round(inputs, params, dropouts={MASKED_INPUT: dropped}, identities=keys)
     wall = time.perf_counter() - started

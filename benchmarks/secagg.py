@@ -72,7 +72,12 @@ from secagg.crypto import prg
 from secagg.crypto.identity import IdentityDirectory, IdentityKey
 from secagg.errors import BelowThresholdError
 from secagg.masking.driver import MaskedRoundResult, run_round
-from secagg.masking.params import MASKED_INPUT, PHASES, MaskingParams
+from secagg.masking.params import (
+    DEFAULT_COLLUDING_FRACTION,
+    MASKED_INPUT,
+    PHASES,
+    MaskingParams,
+)
 
 BITS = 32
 THRESHOLD = 0.6
@@ -120,16 +125,24 @@ def _repeats(case: Case, quick: bool) -> int:
     return 3
 
 
-def _params(ids: list[int], d: int, round_id: int, dropout_rate: float) -> MaskingParams:
-    """A deployment expecting this dropout rate sizes its SecAgg+ graph for it."""
+def _params(
+    ids: list[int],
+    d: int,
+    round_id: int,
+    dropout_rate: float,
+    threshold: float | int = THRESHOLD,
+    colluding_fraction: float = DEFAULT_COLLUDING_FRACTION,
+) -> MaskingParams:
+    """A deployment expecting this dropout rate (and gamma) sizes its SecAgg+ graph for it."""
     return MaskingParams.create(
         ids,
         d,
-        threshold=THRESHOLD,
+        threshold=threshold,
         bits=BITS,
         round_id=round_id,
         session=SESSION,
         dropout_rate=dropout_rate,
+        colluding_fraction=colluding_fraction,
     )
 
 
@@ -163,11 +176,16 @@ def _abort_rate(ids: list[int], d: int, dropped: Collection[int], rate: float) -
 
 
 def _completing_params(
-    ids: list[int], d: int, dropped: Collection[int], rate: float
+    ids: list[int],
+    d: int,
+    dropped: Collection[int],
+    rate: float,
+    threshold: float | int = THRESHOLD,
+    colluding_fraction: float = DEFAULT_COLLUDING_FRACTION,
 ) -> MaskingParams | None:
     """The first round id whose graph lets the round complete (the next round, in practice)."""
     for r in range(GRAPH_TRIES):
-        params = _params(ids, d, r, rate)
+        params = _params(ids, d, r, rate, threshold, colluding_fraction)
         if round_completes(params, dropped):
             return params
     return None

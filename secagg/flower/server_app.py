@@ -314,13 +314,7 @@ class Coordinator:
         """
         server = SessionServer(facts)
         for c, reply in sorted(facts.items()):
-            try:
-                commit = decode_session_message(wire.blob(reply.blobs, "session_commit"))
-                if not isinstance(commit, SessionCommit) or commit.sender != c:
-                    raise TamperedMessageError("not this node's session commitment")
-                server.receive(commit)
-            except ProtocolError as exc:
-                log.warning("client %s's session commitment refused: %s", c, exc)
+            _pass_on(server, c, reply.blobs.get("session_commit", b""), SessionCommit)
         self.event(-1, "session", "sent")
         for _ in range(2):
             tables = server.close_phase()
@@ -333,15 +327,8 @@ class Coordinator:
                 "session",
             )
             for c, answer in sorted(answers.items()):
-                if "reveal" not in answer.blobs:
-                    continue
-                try:
-                    reveal = decode_session_message(answer.blobs["reveal"])
-                    if not isinstance(reveal, SessionReveal) or reveal.sender != c:
-                        raise TamperedMessageError("not this node's session nonce")
-                    server.receive(reveal)
-                except ProtocolError as exc:
-                    log.warning("client %s's session nonce refused: %s", c, exc)
+                if "reveal" in answer.blobs:
+                    _pass_on(server, c, answer.blobs["reveal"], SessionReveal)
         self.event(-1, "session", "closed")
         return server.session
 
@@ -707,6 +694,20 @@ def _states_training(meta: dict[str, Any]) -> bool:
     """A train reply that states a training loss and (if any) an ε: what the metrics use."""
     epsilon = meta.get("epsilon")
     return _number(meta.get("train_loss")) and (epsilon is None or _number(epsilon))
+
+
+def _pass_on(
+    server: SessionServer, client: int, data: bytes, kind: type[SessionCommit | SessionReveal]
+) -> None:
+    """One node's session message to the server, if it is the kind expected and its own; a
+    bad one leaves that node out of the session, by name in the log."""
+    try:
+        message = decode_session_message(data)
+        if not isinstance(message, kind) or message.sender != client:
+            raise TamperedMessageError(f"not client {client}'s {kind.__name__}")
+        server.receive(message)
+    except ProtocolError as exc:
+        log.warning("client %s's session message refused: %s", client, exc)
 
 
 def _traffic_stats(traffic: Traffic, ids: list[int]) -> dict[str, Any]:
