@@ -35,6 +35,13 @@ client of secagg simulate takes). Then either:
 
   secagg privacy --samples 5000 --batch-size 64 --epochs 20 --noise-multiplier 1.1
   secagg privacy --sample-rate 0.01 --steps 2000 --target-epsilon 3 --delta 1e-5
+
+With the noise on the sum (--mode central-dp | distributed-dp) a step is a round, σ is the
+noise multiplier of the whole sum (its std over the ℓ2 clip), and a distributed sum counts
+only its honest shares: --shares k = survivors - colluders (each client adds σ²/k):
+
+  secagg privacy --mode distributed-dp --sample-rate 0.1 --steps 300 --shares 4 --target-epsilon 3
+  secagg privacy --config examples/distributed_dp.toml   # the plan of a run, per client
 """
 
 
@@ -161,7 +168,20 @@ def _build_parser() -> argparse.ArgumentParser:
     priv.add_argument("--epochs", type=int, help="passes over the data (with --samples)")
     priv.add_argument("--delta", type=float, default=1e-5, help="δ (default 1e-5)")
     priv.add_argument("--accountant", choices=["rdp", "prv"], default="rdp")
-    which = priv.add_mutually_exclusive_group(required=True)
+    priv.add_argument(
+        "--mode",
+        choices=["local-dp", "central-dp", "distributed-dp"],
+        default="local-dp",
+        help="where the noise is added (default local-dp: DP-SGD on each client)",
+    )
+    priv.add_argument(
+        "--shares", type=int, default=1, help="distributed-dp: honest noise shares in a sum"
+    )
+    priv.add_argument(
+        "--dim", type=int, default=10_000, help="central/distributed-dp: model dimension"
+    )
+    priv.add_argument("--config", help="a run's TOML: print its noisy-sum plan and each client's ε")
+    which = priv.add_mutually_exclusive_group()
     which.add_argument("--noise-multiplier", type=float, help="σ: prints the ε spent")
     which.add_argument("--target-epsilon", type=float, help="ε: prints the σ needed")
     priv.add_argument("--json", action="store_true", help="print one JSON object")
@@ -368,6 +388,12 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 def _cmd_privacy(args: argparse.Namespace) -> int:
     from secagg.privacy import dp_sgd_schedule, epsilon_for, noise_for
 
+    if args.config is not None:
+        return _privacy_plan(args)
+    if args.noise_multiplier is None and args.target_epsilon is None:
+        raise ConfigError("give --noise-multiplier or --target-epsilon (or --config)")
+    if args.mode != "local-dp":
+        return _privacy_on_sum(args)
     if args.sample_rate is not None or args.steps is not None:
         if args.sample_rate is None or args.steps is None:
             raise ConfigError("give both --sample-rate and --steps")
@@ -408,6 +434,108 @@ def _cmd_privacy(args: argparse.Namespace) -> int:
         text = f"σ = {sigma:.4f} for ε ≤ {args.target_epsilon:g} (q = {q:.4g}, steps = {steps}"
     text += f", δ = {args.delta:g}, {args.accountant.upper()} accountant)"
     print(json.dumps(out) if args.json else text)
+    return 0
+
+
+def _sampling(args: argparse.Namespace) -> tuple[float, int]:
+    if args.sample_rate is None or args.steps is None:
+        raise ConfigError(f"--mode {args.mode}: give --sample-rate and --steps (rounds)")
+    return args.sample_rate, args.steps
+
+
+def _privacy_on_sum(args: argparse.Namespace) -> int:
+    """ε (or σ) of rounds that each release one noisy sum, quantisation aside."""
+    from secagg.privacy.distributed_accounting import (
+        NoisySum,
+        epsilon,
+        noise_multiplier_for,
+    )
+
+    q, steps = _sampling(args)
+    shares = 1 if args.mode == "central-dp" else args.shares
+    if shares < 1:
+        raise ConfigError(f"--shares must be >= 1, got {shares}")
+    # A fine quantisation step: Δ₂ of 2^20 units, the limit the encoding approaches.
+    sensitivity = float(2**20)
+    if args.noise_multiplier is not None:
+        z = args.noise_multiplier
+    else:
+        z = noise_multiplier_for(
+            target_epsilon=args.target_epsilon,
+            delta=args.delta,
+            sample_rate=q,
+            steps=steps,
+            shares=shares,
+            l2_sensitivity=sensitivity,
+            dim=args.dim,
+        )
+    release = NoisySum(
+        share_variance=(z * sensitivity) ** 2 / shares,
+        shares=shares,
+        l2_sensitivity=sensitivity,
+        dim=args.dim,
+    )
+    eps = epsilon([(release, q, steps)], args.delta)
+    out = {
+        "mode": args.mode,
+        "sample_rate": q,
+        "steps": steps,
+        "delta": args.delta,
+        "shares": shares,
+        "noise_multiplier": z,
+        "share_noise_multiplier": z / shares**0.5,
+        "epsilon": eps,
+    }
+    text = (
+        f"ε = {eps:.4f} with σ = {z:.4f} on the sum"
+        + (f" ({shares} honest shares of σ/√k = {z / shares**0.5:.4f} each)" if shares > 1 else "")
+        + f" (q = {q:.4g}, rounds = {steps}, δ = {args.delta:g}, RDP of the discrete Gaussian sum)"
+    )
+    print(json.dumps(out) if args.json else text)
+    return 0
+
+
+def _privacy_plan(args: argparse.Namespace) -> int:
+    """The noisy-sum plan a run's config makes, and the ε each client would spend."""
+    from secagg.config import load_config
+    from secagg.data import load_federated
+    from secagg.models import build_model, get_flat_params
+    from secagg.privacy.sum_plan import SUM_MODES, SumAccountant
+    from secagg.protection.masking import MaskingSum
+    from secagg.protection.noisy_sum import padded_dimension, sum_plan
+
+    config = load_config(args.config)
+    if config.privacy.mode not in SUM_MODES:
+        raise ConfigError(
+            f"--config: privacy.mode = {config.privacy.mode!r}; the plan is for central-dp "
+            "or distributed-dp (for local-dp give --samples, --batch-size and --epochs)"
+        )
+    data = load_federated(config.data, config.run.seed)
+    dim = get_flat_params(
+        build_model(config.model.name, data.n_features, data.n_classes, hidden=config.model.hidden)
+    ).size
+    sizes = {i: c.num_samples for i, c in enumerate(data.clients)}
+    masking = None
+    if config.protection.mode in MaskingSum.MODES:
+        masking = MaskingSum(config, sorted(sizes), padded_dimension(dim), config.run.seed)
+    plan = sum_plan(config, sizes, dim, masking)
+    accountant = SumAccountant(plan)
+    for _ in range(config.run.rounds):
+        accountant.record(plan.min_shares)
+    eps = accountant.epsilons()
+    out = {**plan.public(), "rounds": config.run.rounds, "delta": plan.delta}
+    out["epsilon"] = {data.clients[i].name: e for i, e in eps.items()}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(
+        f"{plan.mode}, unit {plan.unit}: σ = {plan.noise_multiplier:.4f} x the clip on the sum"
+        f" ({plan.min_shares} honest shares guaranteed, {plan.colluders} colluders assumed),"
+        f" {config.run.rounds} rounds at δ = {plan.delta:g}; {plan.spec.bits}-bit sums,"
+        f" scale {plan.spec.scale:.4g}, dimension {plan.spec.padded_dim}"
+    )
+    for i, e in eps.items():
+        print(f"  {data.clients[i].name}: q = {plan.sample_rates[i]:.4g}, ε = {e:.4f}")
     return 0
 
 

@@ -33,6 +33,9 @@ class RunSection:
     seed: int = 0
     rounds: int = 20
     output_dir: str = "results"
+    # privacy.unit = "client": clients expected in each round's sum (each client joins with
+    # probability clients_per_round / clients, a coin the server never sees); 0 = all
+    clients_per_round: int = 0
 
 
 @dataclass
@@ -88,12 +91,20 @@ class TrainingSection:
 class PrivacySection:
     """[privacy]: differential privacy of each client's training."""
 
-    mode: str = "none"  # none | local-dp
+    # none | local-dp (each client's DP-SGD) | central-dp (a trusted aggregator noises the
+    # sum) | distributed-dp (each client adds an integer noise share under secure aggregation)
+    mode: str = "none"
     target_epsilon: float | None = None  # calibrate σ to reach this ε after all rounds
     noise_multiplier: float | None = None  # or give σ directly
     delta: float = 1e-5
-    max_grad_norm: float = 1.0
-    accountant: str = "rdp"  # rdp | prv
+    max_grad_norm: float = 1.0  # ℓ2 clip of one record's gradient (client unit: one update)
+    accountant: str = "rdp"  # rdp | prv (local-dp; the noisy sum is accounted with RDP)
+    # central-dp / distributed-dp: whom ε protects: "record" (each patient; DP-FedSGD, one
+    # step per round) or "client" (each hospital or device as a whole; DP-FedAvg)
+    unit: str = "record"
+    # distributed-dp: clients that may collude with the server (their noise shares do not
+    # count); unset = floor(protection.max_colluding_fraction x clients)
+    colluding_clients: int | None = None
 
 
 @dataclass
@@ -189,7 +200,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.missing": ("error", "drop", "impute"),
     "model.name": ("logreg", "mlp", "cnn"),
     "training.optimizer": ("sgd", "adam"),
-    "privacy.mode": ("none", "local-dp"),
+    "privacy.mode": ("none", "local-dp", "central-dp", "distributed-dp"),
+    "privacy.unit": ("record", "client"),
     "privacy.accountant": ("rdp", "prv"),
     "protection.mode": ("none", "secagg", "secagg+", "ckks", "paillier"),
     "protection.consistency": ("signatures", "none"),
@@ -492,12 +504,13 @@ def validate(config: Config) -> None:
         )
     _check(0 < pr.delta < 1, f"privacy.delta must be in (0, 1), got {pr.delta}")
     _check(pr.max_grad_norm > 0, f"privacy.max_grad_norm must be > 0, got {pr.max_grad_norm}")
-    if pr.mode == "local-dp":
+    if pr.mode != "none":
         _check(
             (pr.target_epsilon is None) != (pr.noise_multiplier is None),
-            "privacy.mode = 'local-dp' needs exactly one of privacy.target_epsilon "
+            f"privacy.mode = {pr.mode!r} needs exactly one of privacy.target_epsilon "
             "or privacy.noise_multiplier",
         )
+    _check_sum_privacy(config)
 
     pt = config.protection
     _check(
@@ -555,6 +568,53 @@ def validate(config: Config) -> None:
         not lg.enabled or pt.mode != "none",
         "ledger.enabled needs a protection mode (secagg, secagg+, ckks, paillier): the ledger "
         "records commitments to hidden updates",
+    )
+
+
+#: Protection modes that hide each client's update from the aggregator.
+HIDING_MODES = ("secagg", "secagg+", "ckks", "paillier")
+
+
+def _check_sum_privacy(config: Config) -> None:
+    """central-dp and distributed-dp: the noise is on the sum, so the round is shaped for it."""
+    pr, tr, pt = config.privacy, config.training, config.protection
+    run = config.run
+    _check(
+        run.clients_per_round >= 0,
+        f"run.clients_per_round must be >= 0 (0 = every client), got {run.clients_per_round}",
+    )
+    _check(
+        pr.colluding_clients is None or pr.colluding_clients >= 0,
+        f"privacy.colluding_clients must be >= 0, got {pr.colluding_clients}",
+    )
+    if pr.mode not in ("central-dp", "distributed-dp"):
+        _check(
+            run.clients_per_round == 0,
+            "run.clients_per_round samples clients for privacy.mode = 'central-dp' or "
+            "'distributed-dp' with privacy.unit = 'client'; leave it 0 otherwise",
+        )
+        return
+    _check(
+        pr.mode != "distributed-dp" or pt.mode in HIDING_MODES,
+        f"privacy.mode = 'distributed-dp' needs a protection that hides each update "
+        f"(protection.mode = {' | '.join(HIDING_MODES)}), got {pt.mode!r}: without it the "
+        "server sees every noise share and each share alone is far too small to protect "
+        "anyone (use 'central-dp' to trust the aggregator instead)",
+    )
+    _check(
+        pr.unit != "record" or tr.local_epochs == 1,
+        f"privacy.unit = 'record' with privacy.mode = {pr.mode!r} is DP-FedSGD: each round "
+        f"is one DP-SGD step on one Poisson batch per client; set training.local_epochs = 1 "
+        f"(got {tr.local_epochs}), or use privacy.unit = 'client' for local epochs",
+    )
+    _check(
+        pr.unit == "client" or run.clients_per_round == 0,
+        "run.clients_per_round samples clients only with privacy.unit = 'client'",
+    )
+    _check(
+        config.aggregation.rule == "fedavg",
+        f"privacy.mode = {pr.mode!r} noises the sum of clipped contributions; "
+        f"aggregation.rule must be 'fedavg', got {config.aggregation.rule!r}",
     )
 
 

@@ -47,6 +47,11 @@ class AggregateRejectedError(SecAggError):
     rejected and the model kept, because a malicious client can encode anything it likes."""
 
 
+class WrapError(AggregateRejectedError):
+    """A decoded integer sum leaves the range an honest sum stays in (distributed DP): it
+    wrapped mod 2^b or a client sent an out-of-range value, so the round is rejected."""
+
+
 class ProtocolError(SecAggError):
     """A secure-aggregation protocol rule was violated; the offending message is ignored."""
 

@@ -91,7 +91,7 @@ class _Watched:
     """An honest client that keeps its last round's start and update: what a plaintext
     server holds of it (a hiding server holds only the aggregate)."""
 
-    def __init__(self, trainer: LocalTrainer) -> None:
+    def __init__(self, trainer: Client) -> None:
         self.trainer = trainer
         self.noise_multiplier = trainer.noise_multiplier
         self.sample_rate = trainer.sample_rate

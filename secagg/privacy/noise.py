@@ -6,8 +6,8 @@ amplification that Poisson subsampling gives. So each trainer draws from a
 :class:`NoiseSource`: a 256-bit key, and for the k-th call of its ``train`` a
 :class:`RoundNoise` whose streams are AES-CTR keystreams (:class:`~secagg.crypto.prg.Keystream`)
 under keys HKDF derives from (key, purpose, k): one for the Poisson sampling, one for the
-Gaussian noise, and a seed for torch's global RNG. Keys are never reused across rounds or
-purposes, so no draw repeats.
+Gaussian noise, one for exact discrete Gaussian noise, and a seed for torch's global RNG. Keys
+are never reused across rounds or purposes, so no draw repeats.
 
 Where the key comes from is the whole point:
 
@@ -19,27 +19,32 @@ Where the key comes from is the whole point:
 
 Gaussian samples: Box-Muller on 53-bit uniforms in float64, then scaled and rounded to the
 gradient's float32, as Opacus' ``torch.normal`` noise is (σ, q and steps are unchanged, so is
-the accounting). Honest limitations, left to exact discrete noise (a later method here): the
-tails stop at about 8.6 standard deviations (mass beyond ≈ 1e-17, far below δ), and rounded
-floating-point Gaussians admit the precision attacks of Mironov (CCS 2012) and Jin et al.
-(S&P 2022) that Opacus' ``secure_mode`` blunts.
+the accounting). Honest limitations of those: the tails stop at about 8.6 standard deviations
+(mass beyond ≈ 1e-17, far below δ), and rounded floating-point Gaussians admit the precision
+attacks of Mironov (CCS 2012) and Jin et al. (S&P 2022) that Opacus' ``secure_mode`` blunts.
+Where noise is integer (added before secure aggregation), :meth:`RoundNoise.discrete_gaussian`
+has neither: exact draws from the discrete Gaussian N_Z(0, σ²) on their own fourth stream
+(:mod:`secagg.privacy.discrete`, Canonne, Kamath and Steinke 2020).
 """
 
 from __future__ import annotations
 
 import secrets
+from fractions import Fraction
 
 import numpy as np
 
 from secagg.crypto.kdf import derive_key, encode_context
 from secagg.crypto.prg import Keystream
 from secagg.errors import PrivacyError
+from secagg.privacy.discrete import sample_discrete_gaussian
 
 KEY_BYTES = 32
 _SAMPLING = b"secagg/dp-sgd/poisson-sampling"
 _GAUSSIAN = b"secagg/dp-sgd/gaussian-noise"
 _TORCH = b"secagg/dp-sgd/torch-seed"
 _SEED = b"secagg/dp-sgd/simulation-seed"
+_DISCRETE = b"secagg/dp/discrete-gaussian"
 #: 2^-53: uniforms are k / 2^53 for 53-bit integers k (every float64 step in [0, 1)).
 _ULP = float(2.0**-53)
 
@@ -76,15 +81,24 @@ class NoiseSource:
                 derive_key(self._key, info=encode_context(_TORCH, index), length=8), "big"
             )
             >> 1,
+            discrete=Keystream(derive_key(self._key, info=encode_context(_DISCRETE, index))),
         )
 
 
 class RoundNoise:
-    """One round's draws: Poisson sampling masks, Gaussian noise, and torch's seed."""
+    """One round's draws: Poisson sampling masks, Gaussian and discrete Gaussian noise, and
+    torch's seed. ``discrete`` is optional so three-stream constructions keep working."""
 
-    def __init__(self, sampling: Keystream, gaussian: Keystream, torch_seed: int) -> None:
+    def __init__(
+        self,
+        sampling: Keystream,
+        gaussian: Keystream,
+        torch_seed: int,
+        discrete: Keystream | None = None,
+    ) -> None:
         self._sampling = sampling
         self._gaussian = gaussian
+        self._discrete = discrete
         #: seed of torch's global RNG for this round (a 63-bit value)
         self.torch_seed = torch_seed
 
@@ -102,6 +116,12 @@ class RoundNoise:
         np.multiply(radius, np.cos(angle), out=out[:pairs])
         np.multiply(radius, np.sin(angle), out=out[pairs:])
         return out[:count]
+
+    def discrete_gaussian(self, count: int, sigma_squared: Fraction | int | float) -> np.ndarray:
+        """``count`` exact draws from the discrete Gaussian N_Z(0, σ²) (int64; see module doc)."""
+        if self._discrete is None:
+            raise PrivacyError("this RoundNoise has no discrete-Gaussian stream; use for_round")
+        return sample_discrete_gaussian(self._discrete, sigma_squared, count)
 
 
 def _uniforms(stream: Keystream, count: int) -> np.ndarray:

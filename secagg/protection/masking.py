@@ -139,6 +139,14 @@ class MaskingSum:
         self, encodings: Mapping[int, np.ndarray], schedule: DropoutSchedule, round_idx: int
     ) -> SumOutcome:
         inputs = {c: self.client_input(c, v, round_idx) for c, v in encodings.items()}
+        total, included, stats = self.sum_group(inputs, schedule, round_idx)
+        return self.outcome(total, included, stats)
+
+    def sum_group(
+        self, inputs: Mapping[int, np.ndarray], schedule: DropoutSchedule, round_idx: int
+    ) -> tuple[np.ndarray, list[int], dict[str, Any]]:
+        """The masked round over inputs already in Z_2^b: their sum mod 2^b, who is in it,
+        and the round's costs (the noisy sum of distributed DP encodes its own inputs)."""
         params = self.params(round_idx)
         board = None if self.ledger is None else self.ledger.masking_board(round_idx, params.graph)
         result = run_round(
@@ -150,7 +158,7 @@ class MaskingSum:
             sessions=self.session_clients or None,
         )
         sent = list(result.bytes_sent.values())
-        return self.outcome(
+        return (
             result.total,
             result.included,
             {

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from secagg.data import ClientData
-from secagg.training import LocalResult, LocalTrainer
+from secagg.training import LocalResult
 
 
 class Client(Protocol):
@@ -31,8 +31,8 @@ class Client(Protocol):
 
 
 #: Builds an honest client (a LocalTrainer with the run's model, training and privacy
-#: settings and this client's seed) on the data it is given.
-HonestBuilder = Callable[[ClientData], LocalTrainer]
+#: settings and this client's seed, or the client of a noisy sum) on the data it is given.
+HonestBuilder = Callable[[ClientData], "Client"]
 
 #: Decides what client ``index`` is: ``factory(index, data, build_honest) -> Client``.
 ClientFactory = Callable[[int, ClientData, HonestBuilder], Client]

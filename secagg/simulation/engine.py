@@ -24,14 +24,19 @@ from secagg.config import Config, PrivacySection
 from secagg.data import ClientData, FederatedDataset
 from secagg.errors import ConfigError
 from secagg.models import set_flat_params
+from secagg.privacy.noise import NoiseSource
+from secagg.privacy.sum_plan import SumAccountant
 from secagg.protection import make_protection
-from secagg.protection.base import AggregateOutcome
+from secagg.protection.base import AggregateOutcome, Protection
 from secagg.protection.dropout import draw_schedule
-from secagg.simulation.clients import ClientFactory, HonestBuilder, RoundAware, honest
+from secagg.protection.noisy_sum import ShareSource, make_noisy_sum
+from secagg.simulation.clients import Client, ClientFactory, HonestBuilder, RoundAware, honest
 from secagg.simulation.federation import (
     SEED_DROPOUT,
     SEED_PROTECTION,
     SEED_ROOT,
+    SEED_SUM_CLIENT,
+    SEED_SUM_SERVER,
     Federation,
     apply_update,
     derive_seed,
@@ -210,8 +215,8 @@ def run_simulation(
     params = federation.initial_params()
 
     def honest_builder(i: int) -> HonestBuilder:
-        def build(client_data: ClientData) -> LocalTrainer:
-            return federation.trainer(i, client_data)
+        def build(client_data: ClientData) -> Client:
+            return federation.client(i, client_data)
 
         return build
 
@@ -234,9 +239,26 @@ def run_simulation(
             seed=derive_seed(seed, SEED_ROOT),
         )
     ledger = _start_ledger(config, ids, output_dir) if config.ledger.enabled else None
-    protection = make_protection(
-        config, rule, ids, params.size, derive_seed(seed, SEED_PROTECTION), ledger
-    )
+    protection: Protection
+    sum_accountant: SumAccountant | None = None
+    if federation.noise_on_sum:
+        noisy = make_noisy_sum(
+            config,
+            {i: c.num_samples for i, c in zip(ids, data.clients, strict=True)},
+            params.size,
+            derive_seed(seed, SEED_PROTECTION),
+            {i: _share_source(t, seed, i) for i, t in enumerate(trainers)},
+            ledger,
+            server_noise=NoiseSource.from_seed(derive_seed(seed, SEED_SUM_SERVER)),
+        )
+        sum_accountant = noisy.accountant
+        for trainer in trainers:
+            trainer.noise_multiplier = noisy.plan.noise_multiplier
+        protection = noisy
+    else:
+        protection = make_protection(
+            config, rule, ids, params.size, derive_seed(seed, SEED_PROTECTION), ledger
+        )
     clients = client_infos(data.clients, trainers)
     # Sample counts are fixed at setup: a round's declaration above them is capped.
     registry = SampleRegistry({i: c.train_samples for i, c in zip(ids, clients, strict=True)})
@@ -282,8 +304,12 @@ def run_simulation(
                 rule.set_root_update(root_trainer.train(params, r).update)
             if ledger is not None:
                 eps = {i: epsilons[names[i]] for i in ids}
+                if sum_accountant is not None:  # the chain caps what this round may cost
+                    eps = dict(sum_accountant.planned_after_next())
                 ledger.round_trained(r, params, eps, weights, protection.public_record(r))
             outcome = protection.aggregate(updates, weights, schedule, r)
+            if sum_accountant is not None:  # ε is the sum's, counted once it is released
+                epsilons = {names[i]: e for i, e in sum_accountant.epsilons().items()}
             if outcome.update is not None:
                 params = apply_update(params, outcome.update, config.aggregation.server_lr, r)
                 set_flat_params(global_model, params)
@@ -322,6 +348,17 @@ def run_simulation(
     if writer is not None:
         writer.write_all()
     return result
+
+
+def _share_source(client: Client, seed: int, index: int) -> ShareSource:
+    """Where client ``index``'s noise share comes from: its own stream when it has one (an
+    attack that wraps an honest client may not), else one derived from the run's seed."""
+    share = getattr(client, "noise_share", None)
+    if share is not None:
+        return share
+    source = NoiseSource.from_seed(derive_seed(seed, SEED_SUM_CLIENT, index, 1))
+    rounds = iter(range(1 << 62))
+    return lambda count, variance: source.for_round(next(rounds)).discrete_gaussian(count, variance)
 
 
 def _start_ledger(config: Config, ids: list[int], output_dir: str | Path | None) -> LedgerSession:

@@ -10,7 +10,7 @@ bookkeeping (applying an update, evaluating, the round record). Nothing here doe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from secagg.data import ClientData, FederatedDataset, load_federated
 from secagg.errors import DataError
 from secagg.models import build_model, get_flat_params, set_flat_params
 from secagg.privacy.noise import NoiseSource
+from secagg.privacy.sum_clients import ClippedUpdateClient, GradientSumClient
 from secagg.training import LocalResult, LocalTrainer, evaluate
 
 
@@ -31,6 +32,8 @@ def derive_seed(*parts: int) -> int:
 
 #: The components of a run that draw randomness, each from its own seed stream.
 SEED_MODEL, SEED_CLIENT, SEED_PROTECTION, SEED_DROPOUT, SEED_ROOT = 1, 2, 3, 4, 5
+#: The noisy sum's streams: each client's (its batch, coin and noise share), the aggregator's.
+SEED_SUM_CLIENT, SEED_SUM_SERVER = 6, 7
 
 
 @dataclass
@@ -88,6 +91,46 @@ class Federation:
             rounds=c.run.rounds,
             seed=derive_seed(c.run.seed, SEED_CLIENT, index),
             noise=noise,
+        )
+
+    @property
+    def noise_on_sum(self) -> bool:
+        """privacy.mode central-dp or distributed-dp: the clients send clipped vectors."""
+        return self.config.privacy.mode in ("central-dp", "distributed-dp")
+
+    def client(
+        self, index: int, data: ClientData | None = None, *, noise: NoiseSource | None = None
+    ) -> LocalTrainer | GradientSumClient | ClippedUpdateClient:
+        """Client ``index``'s honest client: a trainer, or under DP on the sum the client of
+        the noisy sum (its randomness from ``noise``; from ``run.seed`` in a simulation)."""
+        if not self.noise_on_sum:
+            return self.trainer(index, data, noise=noise)
+        c = self.config
+        data = data if data is not None else self.data.clients[index]
+        source = noise or NoiseSource.from_seed(derive_seed(c.run.seed, SEED_SUM_CLIENT, index))
+        if c.privacy.unit == "record":
+            return GradientSumClient(
+                data,
+                self.model,
+                clip=c.privacy.max_grad_norm,
+                batch_size=c.training.batch_size,
+                noise=source,
+            )
+        plain = replace(c.privacy, mode="none")
+        trainer = LocalTrainer(
+            data,
+            self.model,
+            c.training,
+            plain,
+            rounds=c.run.rounds,
+            seed=derive_seed(c.run.seed, SEED_CLIENT, index),
+        )
+        per_round = c.run.clients_per_round or len(self.data.clients)
+        return ClippedUpdateClient(
+            trainer,
+            clip=c.privacy.max_grad_norm,
+            sample_rate=min(1.0, per_round / len(self.data.clients)),
+            noise=source,
         )
 
     def rule(self) -> AggregationRule:
