@@ -12,6 +12,14 @@ simulate``) plus a ``[grid]`` section, runs every cell through the real pipeline
 A cell whose defence needs individual updates while its protection hides them is recorded as
 not applicable, with the reason, and never silently run with FedAvg instead. Norm bounding
 runs under every protection: clients clip their own updates before hiding them.
+
+The privacy axis: ``none``; ``local-dp``, ``central-dp`` or ``distributed-dp`` at the base's
+target ε; or ``MODE:EPS`` at a target ε of EPS. DP on the sum (central-dp, distributed-dp) is
+DP-FedSGD here: such a cell sets ``privacy.unit = "record"``, ``training.local_epochs = 1``
+and takes its rounds, learning rate and batch size from ``[grid.sum_dp]``, since the base's
+local-training settings would be one noisy step per round at the wrong scale. Distributed DP
+with ``protection = "none"`` (every noise share in the server's sight) and DP on the sum with
+a rule other than FedAvg are not applicable, with the reason.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -41,14 +49,28 @@ from attacks.poisoning.clients import Poisoners
 from attacks.poisoning.registry import ATTACKS, Backdoor, LabelFlip, build_attack
 from attacks.poisoning.selection import choose_malicious
 from secagg.aggregation import rule_from_config
-from secagg.config import CHOICES, Config, apply_overrides, config_from_dict, read_toml
+from secagg.config import (
+    CHOICES,
+    HIDING_MODES,
+    Config,
+    apply_overrides,
+    config_from_dict,
+    read_toml,
+)
 from secagg.data import FederatedDataset, load_federated
 from secagg.errors import ConfigError, SecAggError
 from secagg.models import build_model, set_flat_params
+from secagg.privacy.sum_plan import SUM_MODES
 from secagg.simulation import run_simulation
 from secagg.training import evaluate
 
 GRID_KEYS = ("attacks", "rules", "malicious_fractions", "privacy", "protection", "seeds")
+#: Sub-tables of [grid]: each attack's parameters, and the DP-FedSGD settings of sum modes.
+GRID_TABLES = ("attack_params", "sum_dp")
+#: [grid.sum_dp]: what a cell with privacy central-dp / distributed-dp trains with.
+SUM_DP_KEYS = ("rounds", "lr", "batch_size")
+#: Privacy modes a level may give a target ε to (MODE:EPS).
+EPSILON_MODES = ("local-dp", *SUM_MODES)
 CSV_FIELDS = (
     "attack",
     "rule",
@@ -92,6 +114,8 @@ class Grid:
     protection: tuple[str, ...]
     seeds: tuple[int, ...]
     attack_params: dict[str, dict[str, Any]]
+    #: [grid.sum_dp]: rounds, lr and batch_size of the cells with DP on the sum
+    sum_dp: dict[str, Any] = field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
         product = itertools.product(
@@ -115,9 +139,12 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
     base = apply_overrides(raw, overrides)
     config_from_dict(base)  # the base must be a valid run configuration on its own
     params = grid.pop("attack_params", {})
+    sum_dp_table = grid.pop("sum_dp", None)
     unknown = sorted(set(grid) - set(GRID_KEYS))
     if unknown:
-        raise ConfigError(f"unknown key(s) grid.{', grid.'.join(unknown)}; allowed: {GRID_KEYS}")
+        raise ConfigError(
+            f"unknown key(s) grid.{', grid.'.join(unknown)}; allowed: {GRID_KEYS + GRID_TABLES}"
+        )
 
     def listed(key: str, allowed: Sequence[Any] | None, kind: type) -> tuple[Any, ...]:
         values = grid.get(key)
@@ -145,34 +172,86 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
             check_params(name, table)
         else:
             build_attack(name, table, n_classes=None if name != "label-flip" else 2)
-    return Grid(
+    privacy = tuple(_privacy_level(v) for v in listed("privacy", None, str))
+    out = Grid(
         base,
         attacks,
         listed("rules", CHOICES["aggregation.rule"], str),
         fractions,
-        tuple(_privacy_level(v) for v in listed("privacy", None, str)),
+        privacy,
         listed("protection", CHOICES["protection.mode"], str),
         listed("seeds", None, int),
         {k: dict(v) for k, v in params.items()},
+        _sum_dp(sum_dp_table, privacy),
     )
+    # Every cell that will run must be a valid run configuration: say so now, not mid-grid.
+    for rule, level, protection in itertools.product(out.rules, out.privacy, out.protection):
+        cell = Cell("none", rule, 0.0, level, protection, out.seeds[0])
+        if not _sum_not_applicable(cell):
+            try:
+                _config(out, cell)
+            except ConfigError as exc:
+                raise ConfigError(f"grid cell ({level}, {rule}, {protection}): {exc}") from None
+    return out
 
 
 def _privacy_level(level: str) -> str:
-    """``none``, ``local-dp`` (the base's target), or ``local-dp:EPS`` (a target ε of EPS)."""
-    mode, _, epsilon = level.partition(":")
+    """``none``; ``local-dp``, ``central-dp`` or ``distributed-dp`` (the base's target ε); or
+    ``MODE:EPS`` for one of those three (a target ε of EPS)."""
+    mode, colon, epsilon = level.partition(":")
     if mode not in CHOICES["privacy.mode"]:
         raise ConfigError(
             f"grid.privacy: {level!r} is not one of {', '.join(CHOICES['privacy.mode'])} "
-            "(or local-dp:EPS for a target ε)"
+            f"(or MODE:EPS for a target ε, MODE one of {', '.join(EPSILON_MODES)})"
         )
-    if epsilon:
+    if colon:
+        if mode not in EPSILON_MODES:
+            raise ConfigError(
+                f"grid.privacy: {level!r}: {mode!r} takes no ε (MODE:EPS is for "
+                f"{', '.join(EPSILON_MODES)})"
+            )
         try:
-            ok = mode == "local-dp" and float(epsilon) > 0
+            value = float(epsilon)
         except ValueError:
-            ok = False
-        if not ok:
-            raise ConfigError(f"grid.privacy: {level!r}: write local-dp:EPS with EPS > 0")
+            value = math.nan
+        if not (value > 0 and math.isfinite(value)):
+            raise ConfigError(f"grid.privacy: {level!r}: write {mode}:EPS with EPS > 0")
     return level
+
+
+def _sum_dp(table: object, privacy: Sequence[str]) -> dict[str, Any]:
+    """[grid.sum_dp], checked: required when a level puts the noise on the sum."""
+    sum_levels = [level for level in privacy if level.partition(":")[0] in SUM_MODES]
+    if table is None:
+        if sum_levels:
+            raise ConfigError(
+                f"grid.privacy lists {sum_levels[0]!r}: DP on the sum runs DP-FedSGD here (one "
+                "DP-SGD step per round, privacy.unit = 'record'), so the grid needs a "
+                f"[grid.sum_dp] table with {', '.join(SUM_DP_KEYS)} "
+                "(e.g. rounds = 100, lr = 1.0, batch_size = 32)"
+            )
+        return {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"grid.sum_dp must be a table of {', '.join(SUM_DP_KEYS)}")
+    unknown = sorted(set(table) - set(SUM_DP_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"grid.sum_dp: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(SUM_DP_KEYS)}"
+        )
+    missing = [k for k in SUM_DP_KEYS if k not in table]
+    if missing:
+        raise ConfigError(
+            f"grid.sum_dp needs {', '.join(missing)} (the DP-FedSGD settings of the cells "
+            "with central-dp or distributed-dp)"
+        )
+    for key in ("rounds", "batch_size"):
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"grid.sum_dp.{key} must be an integer >= 1, got {value!r}")
+    lr = table["lr"]
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf:
+        raise ConfigError(f"grid.sum_dp.lr must be a number > 0, got {lr!r}")
+    return {"rounds": table["rounds"], "lr": float(lr), "batch_size": table["batch_size"]}
 
 
 def _config(grid: Grid, cell: Cell) -> Config:
@@ -190,7 +269,32 @@ def _config(grid: Grid, cell: Cell) -> Config:
     if epsilon:  # the level's target decides σ
         merged["privacy"].pop("noise_multiplier", None)
         merged["privacy"]["target_epsilon"] = float(epsilon)
+    if mode in SUM_MODES:  # DP-FedSGD: one DP-SGD step per round, each record the unit
+        sd = grid.sum_dp
+        merged["run"]["rounds"] = sd["rounds"]
+        merged["privacy"]["unit"] = "record"
+        merged.setdefault("training", {}).update(
+            local_epochs=1, lr=sd["lr"], batch_size=sd["batch_size"]
+        )
     return config_from_dict(merged)
+
+
+def _sum_not_applicable(cell: Cell) -> str:
+    """Why a cell with DP on the sum cannot run ('' if it can), before its config is built
+    (the config itself would be refused)."""
+    mode = cell.privacy.partition(":")[0]
+    if mode == "distributed-dp" and cell.protection not in HIDING_MODES:
+        return (
+            f"distributed-dp needs a protection that hides each update ({', '.join(HIDING_MODES)})"
+            f": under {cell.protection!r} the server sees every client's noise share, each far "
+            "too small to protect anyone (central-dp trusts the aggregator instead)"
+        )
+    if mode in SUM_MODES and cell.rule != "fedavg":
+        return (
+            f"{mode} noises the sum of clipped contributions, which only fedavg aggregates; "
+            f"{cell.rule} needs the individual updates"
+        )
+    return ""
 
 
 def not_applicable(config: Config) -> str:
@@ -237,7 +341,6 @@ def run_cell(
     grid: Grid, cell: Cell, dataset: FederatedDataset, cache: InferenceRuns | None = None
 ) -> dict[str, Any]:
     """One cell's row; ``cache`` lets inference cells share their runs (see run_grid)."""
-    config = _config(grid, cell)
     row: dict[str, Any] = {**asdict(cell), "status": "ok", "accuracy": "", "attack_success": ""}
     row.update(
         knowledge="",
@@ -247,6 +350,10 @@ def run_cell(
         attack_success_by_round="",
         metrics="",
     )
+    reason = _sum_not_applicable(cell)
+    if reason:
+        return {**row, "status": "n/a", "reason": reason}
+    config = _config(grid, cell)
     reason = not_applicable(config)
     if reason:
         return {**row, "status": "n/a", "reason": reason}

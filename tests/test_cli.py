@@ -112,6 +112,59 @@ def test_privacy_noise_for_target_from_epochs(capsys: pytest.CaptureFixture[str]
     assert spent <= 2.0
 
 
+def test_privacy_on_the_sum_answers_both_ways_and_counts_honest_shares(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """σ for a target and ε for that σ agree; a distributed sum of k shares of σ²/k costs
+    what a central sum of σ² costs (the shares add up), and near the Gaussian's ε."""
+    sampling = ["--sample-rate", "0.05", "--steps", "300"]
+    assert (
+        main(
+            [
+                "privacy",
+                "--mode",
+                "distributed-dp",
+                *sampling,
+                "--shares",
+                "4",
+                "--target-epsilon",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    planned = json.loads(capsys.readouterr().out)
+    sigma = planned["noise_multiplier"]
+    assert planned["share_noise_multiplier"] == pytest.approx(sigma / 2)
+    assert (
+        main(
+            [
+                "privacy",
+                "--mode",
+                "central-dp",
+                *sampling,
+                "--noise-multiplier",
+                str(sigma),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    central = json.loads(capsys.readouterr().out)
+    assert 3 * 0.99 <= central["epsilon"] <= 3.0
+    gaussian = epsilon_for(noise_multiplier=sigma, sample_rate=0.05, steps=300, delta=1e-5)
+    assert central["epsilon"] == pytest.approx(gaussian, rel=0.01)
+
+
+def test_privacy_prints_a_runs_plan_per_client(capsys: pytest.CaptureFixture[str]) -> None:
+    plan = Path(__file__).resolve().parents[1] / "examples" / "distributed_dp.toml"
+    assert main(["privacy", "--config", str(plan), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["privacy"] == "distributed-dp" and out["min_shares"] == 5
+    assert len(out["epsilon"]) == 5 and max(out["epsilon"].values()) <= 3.0
+
+
 def test_privacy_needs_the_sampling(capsys: pytest.CaptureFixture[str]) -> None:
     _fails_with(capsys, ["privacy", "--noise-multiplier", "1"], "give the sampling")
 

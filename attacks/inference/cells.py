@@ -20,6 +20,23 @@ Every cell of one (privacy, protection, seed) shares one honest federation, trai
 - ``audit``: the one-run audit (Steinke, Nasr and Jagielski 2023) of DP-SGD calibrated to
   this level's ε; without DP, of the same trainer with its noise switched off.
 
+Under DP on the sum (``central-dp``, ``distributed-dp``; DP-FedSGD, record unit) every client
+sends its Poisson batch's clipped gradient sum and the noise is on the sum:
+
+- ``membership`` reads the final global model as ever; the server holds no local model of
+  client 0 (only its gradient sum, and under distributed DP not even that), so the client
+  view is the global model;
+- ``lira``'s shadows train like the run: :func:`~attacks.inference.noisy_sum_shadow_trainer`,
+  the pipeline's gradient-sum client at the run's sampling rate with the run's noise on the
+  mean (the plan's share variance times the shares every round added, over its scale);
+- ``inversion`` reads the decoded noisy sum of the one-record round, built by
+  :func:`~secagg.protection.noisy_sum.make_noisy_sum` with the run's config and plan (its
+  sizes, so the run's z and scale); the gradient is −S_update/lr times the plan's expected
+  batch, i.e. the noisy sum itself. Under central-dp this is what anyone shown the sum sees;
+  the trusted aggregator itself decodes the exact sum before it adds the noise;
+- ``audit`` is :func:`~secagg.privacy.audit.audit_noisy_sum`: the one-run audit through
+  ``run_simulation`` with this level's mode, ε and protection, on its own canary task.
+
 The global model is the same, up to quantisation, in every protection mode, so membership,
 LiRA and the audit read the same under plaintext and SecAgg+: secure aggregation hides
 updates, not what the model they build remembers. Inversion is where the modes differ.
@@ -43,10 +60,15 @@ from secagg.config import Config, PrivacySection
 from secagg.data import ClientData, FederatedDataset
 from secagg.errors import ConfigError, SecAggError
 from secagg.models import build_model, get_flat_params, set_flat_params
+from secagg.privacy.noise import NoiseSource
+from secagg.privacy.sum_clients import GradientSumClient
+from secagg.privacy.sum_plan import SUM_MODES
 from secagg.protection import make_protection
 from secagg.protection.dropout import DropoutSchedule
+from secagg.protection.noisy_sum import NoisySumProtection, ShareSource, make_noisy_sum
 from secagg.simulation import SimulationResult, run_simulation
 from secagg.simulation.clients import Client, HonestBuilder
+from secagg.simulation.federation import derive_seed
 from secagg.training import LocalResult, LocalTrainer
 
 #: Inference attacks a grid may list, and the parameters each takes (with defaults).
@@ -89,7 +111,9 @@ def check_params(name: str, table: Mapping[str, Any]) -> dict[str, int]:
 
 class _Watched:
     """An honest client that keeps its last round's start and update: what a plaintext
-    server holds of it (a hiding server holds only the aggregate)."""
+    server holds of it (a hiding server holds only the aggregate). A client of a noisy sum
+    sends a clipped gradient sum, not a model, so no local model is kept for it; its noise
+    share is passed on (the engine asks each client for it)."""
 
     def __init__(self, trainer: Client) -> None:
         self.trainer = trainer
@@ -97,10 +121,13 @@ class _Watched:
         self.sample_rate = trainer.sample_rate
         self.steps_per_round = trainer.steps_per_round
         self.local_model: np.ndarray | None = None
+        self.noise_share: ShareSource | None = getattr(trainer, "noise_share", None)
+        self._sends_model = not isinstance(trainer, GradientSumClient)
 
     def train(self, global_params: np.ndarray, round_idx: int) -> LocalResult:
         result = self.trainer.train(global_params, round_idx)
-        self.local_model = global_params + result.update
+        if self._sends_model:
+            self.local_model = global_params + result.update
         return result
 
 
@@ -113,11 +140,13 @@ class _Run:
 @dataclass
 class InferenceRuns:
     """Caches shared by the cells of one grid: runs per (privacy, protection, seed), LiRA
-    shadows and audits per (privacy, seed), since neither depends on the protection mode."""
+    shadows and audits per (privacy, seed), since neither depends on the protection mode,
+    except under DP on the sum, where the protection sets the noise shares (t − c) and the
+    audit runs through it: there per (privacy, protection, seed)."""
 
     runs: dict[tuple[str, str, int], _Run] = field(default_factory=dict)
-    shadows: dict[tuple[str, int], Any] = field(default_factory=dict)
-    audits: dict[tuple[str, int], Any] = field(default_factory=dict)
+    shadows: dict[tuple[str | int, ...], Any] = field(default_factory=dict)
+    audits: dict[tuple[str | int, ...], Any] = field(default_factory=dict)
 
     def run(self, key: tuple[str, str, int], config: Config, dataset: FederatedDataset) -> _Run:
         if key not in self.runs:
@@ -158,6 +187,39 @@ def _epsilon(result: SimulationResult) -> float:
     return max(spent) if spent else math.inf
 
 
+def _on_sum(config: Config) -> bool:
+    """DP on the sum (central-dp, distributed-dp): the lab runs it as DP-FedSGD."""
+    return config.privacy.mode in SUM_MODES
+
+
+def _shared_key(config: Config, key: tuple[str, str, int]) -> tuple[str | int, ...]:
+    """Key of what cells share across protection modes (not under DP on the sum)."""
+    return key if _on_sum(config) else (key[0], key[2])
+
+
+def _noisy_sum(config: Config, dataset: FederatedDataset, dim: int) -> NoisySumProtection:
+    """A noisy sum with the run's config and plan (its clients' sizes), for one round.
+
+    Each client's noise share comes from a stream of its own, derived from ``run.seed`` and
+    apart from the run's: the lab replays the mechanism, not the run's draws."""
+    seed = config.run.seed
+    sources = {
+        i: NoiseSource.from_seed(derive_seed(seed, 0x1AB, i)) for i in range(len(dataset.clients))
+    }
+
+    def share(source: NoiseSource) -> ShareSource:
+        return lambda count, variance: source.for_round(0).discrete_gaussian(count, variance)
+
+    return make_noisy_sum(
+        config,
+        {i: c.num_samples for i, c in enumerate(dataset.clients)},
+        dim,
+        derive_seed(seed, 0x1AB),
+        {i: share(s) for i, s in sources.items()},
+        server_noise=NoiseSource.from_seed(derive_seed(seed, 0x1AB, 1 << 20)),
+    )
+
+
 def run_inference_cell(
     attack: str,
     params: Mapping[str, Any],
@@ -189,7 +251,11 @@ def run_inference_cell(
         metrics["tpr_at_0.1pct"] = tpr_at_fpr(fpr, tpr, 0.001)
         # Client 0's records, scored on what the server holds of client 0: its last local
         # model in plaintext, only the global model when the mode hides updates.
-        if config.protection.mode == "none" and run.watched.local_model is not None:
+        if (
+            config.protection.mode == "none"
+            and not _on_sum(config)
+            and run.watched.local_model is not None
+        ):
             set_flat_params(model, run.watched.local_model)
         own = dataset.clients[0]
         metrics["auc_client_view"] = roc(loss_scores(model, own.X_train, own.y_train), outsiders)[2]
@@ -220,7 +286,7 @@ def run_inference_cell(
         accuracy=metrics["accuracy"],
         accuracy_by_round=json.dumps([round(r.accuracy, 4) for r in result.rounds]),
         attack_success=headline,
-        knowledge=_observer(attack, row["protection"]),
+        knowledge=_observer(attack, row["protection"], config.privacy.mode),
         reason=f"attack_success is the {HEADLINE[attack]}",
         metrics=json.dumps({k: _finite(v) for k, v in metrics.items()}),
     )
@@ -234,8 +300,15 @@ def _finite(value: float) -> float | str:
     return value if math.isfinite(value) else "inf"
 
 
-def _observer(attack: str, protection: str) -> str:
+def _observer(attack: str, protection: str, privacy: str = "none") -> str:
     if attack == "inversion":
+        if privacy == "central-dp":
+            return (
+                f"anyone shown the noisy sum ({protection}; the trusted aggregator "
+                "itself decodes the exact sum before adding the noise)"
+            )
+        if privacy == "distributed-dp":
+            return f"the server: the noisy sum of all clients ({protection})"
         if protection == "none":
             return "the server: one client's update"
         return f"the server: the aggregate of all clients ({protection})"
@@ -258,17 +331,86 @@ def _lira(
     members_y = np.concatenate([c.y_train for c in dataset.clients])
     population_X = np.concatenate([members_X, dataset.X_test]).astype(np.float32)
     population_y = np.concatenate([members_y, dataset.y_test])
-    shadow_key = (key[0], key[2])
+    shadow_key = _shared_key(config, key)
     if shadow_key not in cache.shadows:
         factory = _model_factory(config, dataset)
-        train = pipeline_shadow_trainer(
-            factory, config.training, config.privacy, rounds=config.run.rounds, seed=key[2]
-        )
+        if _on_sum(config):
+            train = _sum_shadow_trainer(config, dataset, result, factory, seed=key[2])
+        else:
+            train = pipeline_shadow_trainer(
+                factory, config.training, config.privacy, rounds=config.run.rounds, seed=key[2]
+            )
         attack = LiraAttack(population_X, population_y, train, factory, shadows, seed=key[2])
         cache.shadows[shadow_key] = attack.fit()
     scores = cache.shadows[shadow_key].scores(result.params)
     inside = np.arange(len(population_y)) < len(members_y)
     return roc(scores[inside], scores[~inside])
+
+
+def _sum_shadow_trainer(
+    config: Config,
+    dataset: FederatedDataset,
+    result: SimulationResult,
+    factory: Callable[[], torch.nn.Module],
+    seed: int,
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """LiRA's shadows under DP on the sum: the run's DP-FedSGD with the run's noise.
+
+    The noise on the decoded sum is the plan's share variance times the shares a round adds
+    (every included client under distributed DP, the aggregator's one draw under central
+    DP), over the scale squared; on the mean, over the plan's expected batch as well."""
+    from attacks.inference import noisy_sum_shadow_trainer
+
+    plan = _noisy_sum(config, dataset, get_flat_params(factory()).size).plan
+    if plan.mode == "central-dp":
+        shares = 1.0
+    else:
+        shares = float(median(len(r.included) for r in result.rounds if not r.aborted))
+    noise = math.sqrt(shares * float(plan.spec.share_variance)) / plan.spec.scale
+    return noisy_sum_shadow_trainer(
+        factory,
+        rounds=config.run.rounds,
+        lr=config.training.lr * config.aggregation.server_lr,
+        sample_rate=float(np.mean(list(plan.sample_rates.values()))),
+        noise_std=noise / plan.expected_contributions,
+        clip=config.privacy.max_grad_norm,
+        seed=seed,
+    )
+
+
+def _sum_view(
+    config: Config,
+    dataset: FederatedDataset,
+    factory: Callable[[], torch.nn.Module],
+    start: np.ndarray,
+    records: list[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, float]:
+    """The one-record round's decoded noisy sum of clipped gradients, and the plan's z.
+
+    Client i holds record i only (batch 1: it is always sampled), sends its clipped
+    gradient through the run's noisy sum; the released update is −lr·S/E (E the plan's
+    expected batch), so the gradient the attacker reads is S itself."""
+    from attacks.inference import update_to_gradient
+
+    noisy = _noisy_sum(config, dataset, start.size)
+    vectors = {}
+    for i, (x, y) in enumerate(records):
+        data = ClientData(f"one-record-{i}", x, y, x, y)
+        client = GradientSumClient(
+            data,
+            factory,
+            clip=config.privacy.max_grad_norm,
+            batch_size=1,
+            noise=NoiseSource.from_seed(derive_seed(config.run.seed, 0x1AC, i)),
+        )
+        vectors[i] = client.train(start, 0).update
+    outcome = noisy.aggregate(
+        vectors, dict.fromkeys(vectors, 1.0), DropoutSchedule({}), round_idx=0
+    )
+    if outcome.update is None:
+        raise ConfigError(f"the one-record round aborted: {outcome.aborted_reason}")
+    grad = update_to_gradient(outcome.update, config.training.lr)
+    return grad * np.float32(noisy.plan.expected_contributions), noisy.plan.noise_multiplier
 
 
 def _inversion(
@@ -287,34 +429,40 @@ def _inversion(
 
     factory = _model_factory(config, dataset)
     start = get_flat_params(factory())
-    training = replace(config.training, batch_size=1, local_epochs=1)
-    sigma = _sigma(result)
-    privacy = (
-        PrivacySection()
-        if sigma is None
-        else replace(config.privacy, noise_multiplier=sigma, target_epsilon=None)
-    )
     records = [(c.X_train[:1], c.y_train[:1]) for c in dataset.clients]
-    updates: dict[int, np.ndarray] = {}
-    for i, (x, y) in enumerate(records):
-        data = ClientData(f"one-record-{i}", x, y, x, y)
-        trainer = LocalTrainer(data, factory, training, privacy, rounds=1, seed=config.run.seed + i)
-        updates[i] = trainer.train(start, 0).update
-    if config.protection.mode == "none":
-        view, targets = updates[0], [records[0][0][0]]
-    else:  # what the server learns from the hiding mode: the aggregate, nothing else
-        rule = rule_from_config(config.aggregation)
-        ids = list(updates)
-        protection = make_protection(config, rule, ids, start.size, config.run.seed)
-        outcome = protection.aggregate(
-            updates, dict.fromkeys(ids, 1.0), DropoutSchedule({}), round_idx=0
+    sigma = _sigma(result)
+    if _on_sum(config):  # the decoded noisy sum of every client's clipped gradient
+        grad, sigma = _sum_view(config, dataset, factory, start, records)
+        targets = [x[0] for x, _ in records]
+    else:
+        training = replace(config.training, batch_size=1, local_epochs=1)
+        privacy = (
+            PrivacySection()
+            if sigma is None
+            else replace(config.privacy, noise_multiplier=sigma, target_epsilon=None)
         )
-        if outcome.update is None:
-            raise ConfigError(f"the one-record round aborted: {outcome.aborted_reason}")
-        view, targets = outcome.update, [x[0] for x, _ in records]
+        updates: dict[int, np.ndarray] = {}
+        for i, (x, y) in enumerate(records):
+            data = ClientData(f"one-record-{i}", x, y, x, y)
+            trainer = LocalTrainer(
+                data, factory, training, privacy, rounds=1, seed=config.run.seed + i
+            )
+            updates[i] = trainer.train(start, 0).update
+        if config.protection.mode == "none":
+            view, targets = updates[0], [records[0][0][0]]
+        else:  # what the server learns from the hiding mode: the aggregate, nothing else
+            rule = rule_from_config(config.aggregation)
+            ids = list(updates)
+            protection = make_protection(config, rule, ids, start.size, config.run.seed)
+            outcome = protection.aggregate(
+                updates, dict.fromkeys(ids, 1.0), DropoutSchedule({}), round_idx=0
+            )
+            if outcome.update is None:
+                raise ConfigError(f"the one-record round aborted: {outcome.aborted_reason}")
+            view, targets = outcome.update, [x[0] for x, _ in records]
+        grad = update_to_gradient(view, config.training.lr)
     lo = float(min(c.X_train.min() for c in dataset.clients))
     hi = float(max(c.X_train.max() for c in dataset.clients))
-    grad = update_to_gradient(view, config.training.lr)
     model = factory()
 
     def best(candidates: list[np.ndarray]) -> tuple[float, float]:
@@ -346,13 +494,23 @@ def _inversion(
 
 
 def _audit(config: Config, canaries: int, key: tuple[str, str, int], cache: InferenceRuns) -> Any:
-    from secagg.privacy.audit import audit_dp_sgd
+    from secagg.privacy.audit import audit_dp_sgd, audit_noisy_sum
 
-    audit_key = (key[0], key[2])
+    audit_key = _shared_key(config, key)
     if audit_key not in cache.audits:
         pv = config.privacy
         audit = partial(audit_dp_sgd, canaries=canaries, delta=pv.delta, seed=key[2])
-        if pv.mode == "none":  # the same DP-SGD with its noise off: what "no DP" leaks
+        if _on_sum(config):  # through the pipeline: this level's mode, ε and protection
+            cache.audits[audit_key] = audit_noisy_sum(
+                pv.target_epsilon,
+                noise_multiplier=None if pv.target_epsilon is not None else pv.noise_multiplier,
+                mode=pv.mode,
+                protection=config.protection.mode,
+                canaries=canaries,
+                delta=pv.delta,
+                seed=key[2],
+            )
+        elif pv.mode == "none":  # the same DP-SGD with its noise off: what "no DP" leaks
             cache.audits[audit_key] = audit(1.0, disable_noise=True)
         elif pv.target_epsilon is not None:
             cache.audits[audit_key] = audit(target_epsilon=pv.target_epsilon)

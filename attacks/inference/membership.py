@@ -17,7 +17,10 @@ breach even when its AUC is near 0.5 (Carlini et al., §3), so report both, on l
 
 Shadows go through :class:`secagg.training.LocalTrainer` (see :func:`pipeline_shadow_trainer`)
 so that they are trained exactly like the pipeline's clients, DP-SGD included: an attack
-calibrated on differently trained shadows would understate (or overstate) the leakage.
+calibrated on differently trained shadows would understate (or overstate) the leakage. Under DP
+on the sum (DP-FedSGD, record unit) they go through the pipeline's own
+:class:`~secagg.privacy.sum_clients.GradientSumClient` with the run's noise on the mean (see
+:func:`noisy_sum_shadow_trainer`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from secagg.config import PrivacySection, TrainingSection
 from secagg.data import ClientData
 from secagg.errors import ConfigError, DataError
 from secagg.models import get_flat_params, set_flat_params
+from secagg.privacy.noise import NoiseSource
+from secagg.privacy.sum_clients import GradientSumClient
 from secagg.training import LocalTrainer
 
 # Rows per forward pass: bounds memory on large record sets.
@@ -217,6 +222,68 @@ def pipeline_shadow_trainer(
         for r in range(rounds):
             params = params + trainer.train(params, r).update
         return params
+
+    return train_shadow
+
+
+def noisy_sum_shadow_trainer(
+    model_factory: Callable[[], nn.Module],
+    *,
+    rounds: int,
+    lr: float,
+    sample_rate: float,
+    noise_std: float,
+    clip: float,
+    seed: int = 0,
+) -> ShadowTrainer:
+    """A ``train_shadow(X, y) -> flat params`` that trains like a DP-FedSGD run (DP on the sum).
+
+    ``rounds`` steps from ``model_factory()``'s weights. Each step, every record joins with
+    probability ``sample_rate`` (the run's q_h; the batch size is q·n of the shadow's n
+    records), its gradient is clipped to ``clip`` and summed (the pipeline's own
+    :class:`~secagg.privacy.sum_clients.GradientSumClient`), and the model moves by
+    ``−lr·(S/E + N)``, E = q·n the expected batch, N ~ N(0, ``noise_std``²) per coordinate:
+    ``noise_std`` is the noise on the *mean* the run's decoded sum carried, so the shadow
+    sees the run's signal-to-noise ratio at its own population size. The run's noise is a sum
+    of discrete Gaussian shares in a rotated integer domain plus rounding, which at the
+    run's scale is this Gaussian to within a variance far below its own (the rounding adds at
+    most 1/4 integer unit² per client and coordinate; the shares, (z·Δ₂)² in those units).
+    Call k uses a seed derived from (``seed``, k).
+    """
+    if rounds < 1 or lr <= 0 or not 0 < sample_rate <= 1 or noise_std < 0 or clip <= 0:
+        raise ConfigError(
+            "noisy_sum_shadow_trainer needs rounds >= 1, lr > 0, 0 < sample_rate <= 1, "
+            f"noise_std >= 0 and clip > 0; got {rounds}, {lr}, {sample_rate}, {noise_std}, {clip}"
+        )
+    calls = 0
+
+    def train_shadow(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        nonlocal calls
+        state = np.random.SeedSequence([seed, calls]).generate_state(2)
+        calls += 1
+        features = np.asarray(X, dtype=np.float32)
+        data = ClientData(
+            name=f"shadow-{calls - 1}",
+            X_train=features,
+            y_train=np.asarray(y),
+            X_val=np.zeros((0, features.shape[1]), dtype=np.float32),
+            y_val=np.zeros(0, dtype=np.int64),
+        )
+        batch = max(1, round(sample_rate * len(features)))
+        client = GradientSumClient(
+            data,
+            model_factory,
+            clip=clip,
+            batch_size=batch,
+            noise=NoiseSource.from_seed(int(state[0])),
+        )
+        rng = np.random.default_rng(int(state[1]))
+        params = get_flat_params(model_factory()).astype(np.float64)
+        for r in range(rounds):
+            total = client.train(params.astype(np.float32), r).update
+            mean = total / batch + noise_std * rng.standard_normal(total.size)
+            params = params - lr * mean
+        return params.astype(np.float32)
 
     return train_shadow
 

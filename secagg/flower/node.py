@@ -91,6 +91,11 @@ class HospitalNode:
     """Everything one node keeps for a run between Flower messages; what it spent, on disk."""
 
     def __init__(self, settings: NodeSettings, config: Config) -> None:
+        if config.privacy.mode in ("central-dp", "distributed-dp"):
+            raise ConfigError(
+                f"privacy.mode = {config.privacy.mode!r} runs in the simulation (secagg "
+                "simulate); a Flower node does not run DP on the sum yet"
+            )
         self.policy = NodePolicy.load(settings)
         self.policy.check_run(config)
         self.run_key = run_key(config_to_toml(config))

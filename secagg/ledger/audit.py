@@ -64,6 +64,7 @@ from secagg.masking.messages import MaskedInput, PublicKeys, UnmaskingResponse
 from secagg.masking.params import MaskingParams, share_digest, share_x
 from secagg.masking.session import Session
 from secagg.masking.unmask import remove_masks
+from secagg.privacy.sum_plan import update_from_record
 from secagg.quantize import QuantizationSpec, dequantize, error_bound
 from secagg.storage import BlobStore, Cid
 
@@ -529,6 +530,9 @@ def _check_masked_update(ctx: RoundContext, total: np.ndarray) -> None:
     weights = ctx.config.declared_weights
     top = max(weights.values())
     declared = sum(weights[c] / top for c in included)
+    if "dp" in r:  # a noisy sum (privacy on the sum): decoded as its record says
+        _check_noisy_update(ctx, total)
+        return
     spec = QuantizationSpec(int(r["bits"]), float(r["clip"]), len(r["client_ids"]))
     with ctx.audit.guard("update", ctx.poster):
         mean = FedAvg().finalize(
@@ -540,6 +544,27 @@ def _check_masked_update(ctx: RoundContext, total: np.ndarray) -> None:
             )
             return
         ctx.audit.ok("update", "FedAvg of the unmasked sum with the declared weights, equal")
+
+
+def _check_noisy_update(ctx: RoundContext, total: np.ndarray) -> None:
+    """distributed-dp: the posted update is the decoded noisy sum, bit for bit; central-dp:
+    the aggregator's own noise is in it, so only its provenance can be stated."""
+    r = ctx.config.protection
+    with ctx.audit.guard("update", ctx.poster):
+        expected = update_from_record(r, total, int(r["round_id"]))
+        if expected is None:
+            ctx.audit.ok(
+                "update",
+                "central-dp: the trusted aggregator's noise is in the update and is not "
+                "re-derivable; the unmasked sum it decoded is checked above",
+            )
+            return
+        if not np.array_equal(expected, ctx.update):
+            ctx.audit.fail(
+                "update", "the posted update is not the decoded noisy sum", ctx.poster
+            )
+            return
+        ctx.audit.ok("update", "the decoded noisy sum (rotation, scale, step), equal")
 
 
 # ---- homomorphic encryption ---------------------------------------------------------------

@@ -17,6 +17,10 @@ Three pieces:
 * :func:`audit_dp_sgd`: that one-run audit applied end to end to
   :class:`secagg.training.LocalTrainer` on a small synthetic task, honest or with the noise
   deliberately switched off while the accountant still counts σ (the bug it must catch).
+* :func:`audit_noisy_sum`: the same audit of DP on the sum (``privacy.mode`` central-dp or
+  distributed-dp, DP-FedSGD) through the whole pipeline, :func:`~secagg.simulation.run_simulation`
+  with its integer encoding, secure sum and accountant, on a few hospitals; honest, or with
+  the clients' noise shares switched off while the accountant still counts them.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +37,7 @@ from scipy import special, stats
 from torch import nn
 
 from secagg.config import PrivacySection, TrainingSection
-from secagg.data import ClientData
+from secagg.data import ClientData, FederatedDataset
 from secagg.errors import PrivacyError
 from secagg.models import LogisticRegression, get_flat_params, set_flat_params
 from secagg.training import LocalTrainer
@@ -365,4 +370,226 @@ def audit_dp_sgd(
         correct=correct,
         delta=delta,
         confidence=confidence,
+    )
+
+
+# --------------------------------------------------------------------------- DP on the sum
+
+
+@dataclass(frozen=True)
+class NoisySumAuditResult(AuditResult):
+    """Outcome of :func:`audit_noisy_sum`; ``epsilon_accountant`` is the run's largest ε
+    over the hospitals (each canary's ε is its own hospital's, at most that)."""
+
+    mode: str  # central-dp | distributed-dp
+    protection: str  # the protection mode the run summed under
+    epsilon_by_hospital: tuple[float, ...]  # the run's accountant, per hospital
+    noise_shares: int  # honest noise shares the accountant charged each round (min over rounds)
+    rounds: int
+    sample_rate: float  # the largest hospital's Poisson rate q_h = batch_size / N_h
+
+
+class _SilentShares:
+    """An honest noisy-sum client whose noise share is all zeros: the bug the audit must catch.
+
+    It trains exactly like the client it wraps (the same Poisson batch and clipping); only
+    :meth:`noise_share`, which the engine asks each client for, returns zeros. The round still
+    completes with every survivor, so the accountant charges the shares it believes were
+    added. The engine's ``client_factory`` is the seam: nothing in the library is patched.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.noise_multiplier: float | None = client.noise_multiplier
+        self.sample_rate: float = client.sample_rate
+        self.steps_per_round: int = client.steps_per_round
+
+    def train(self, global_params: np.ndarray, round_idx: int) -> Any:
+        return self.client.train(global_params, round_idx)
+
+    def noise_share(self, count: int, variance: object) -> np.ndarray:
+        return np.zeros(count, dtype=np.int64)
+
+
+def _canary_federation(
+    rng: np.random.Generator,
+    *,
+    hospitals: int,
+    canaries: int,
+    real_samples: int,
+    features: int,
+    canary_scale: float,
+) -> tuple[FederatedDataset, np.ndarray]:
+    """Real data split evenly over ``hospitals``; canary j (included w.p. 1/2) at j mod H."""
+    dim = features + canaries
+    w_true = rng.standard_normal(features)
+
+    def real(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.standard_normal((n, features))
+        y = (x @ w_true + 0.5 * rng.standard_normal(n) > 0).astype(np.int64)
+        return np.pad(x, ((0, 0), (0, canaries))), y
+
+    included = rng.random(canaries) < 0.5
+    x_real, y_real = real(real_samples)
+    clients = []
+    for h in range(hospitals):
+        mine = np.flatnonzero(included & (np.arange(canaries) % hospitals == h))
+        x_canary = np.zeros((len(mine), dim))
+        x_canary[np.arange(len(mine)), features + mine] = canary_scale
+        x = np.concatenate([x_real[h::hospitals], x_canary])
+        y = np.concatenate([y_real[h::hospitals], np.ones(len(mine), dtype=np.int64)])
+        clients.append(ClientData(f"hospital-{h}", x, y, x[:1], y[:1]))
+    x_test, y_test = real(max(1, real_samples // 2))
+    dataset = FederatedDataset(
+        clients=clients,
+        X_test=x_test,
+        y_test=y_test,
+        n_features=dim,
+        n_classes=2,
+        feature_names=[f"x{i}" for i in range(features)] + [f"canary{j}" for j in range(canaries)],
+        class_names=["0", "1"],
+    )
+    return dataset, included
+
+
+def audit_noisy_sum(
+    target_epsilon: float | None = None,
+    *,
+    noise_multiplier: float | None = None,
+    mode: str = "distributed-dp",
+    protection: str = "secagg",
+    disable_noise: bool = False,
+    canaries: int = 1000,
+    hospitals: int = 3,
+    real_samples: int = 300,
+    features: int = 5,
+    rounds: int = 10,
+    batch_size: int = 150,
+    lr: float = 1.0,
+    max_grad_norm: float = 1.0,
+    canary_scale: float = 4.0,
+    delta: float = 1e-5,
+    k_pos: int = 100,
+    k_neg: int = 100,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> NoisySumAuditResult:
+    """One-run audit of DP on the sum (DP-FedSGD, record unit) through the real pipeline.
+
+    The task is :func:`audit_dp_sgd`'s (a noisy linear problem in ``features`` dimensions,
+    padded with one private coordinate per canary; canary j is ``canary_scale``·e_(features+j)
+    with label 1, included w.p. 1/2), here split over ``hospitals``: the real rows evenly,
+    canary j at hospital j mod ``hospitals``. :func:`~secagg.simulation.run_simulation` trains
+    ``model.name = "logreg"`` on it for ``rounds`` rounds with ``privacy.mode = mode``,
+    ``privacy.unit = "record"`` and ``protection.mode = protection`` (threshold: every
+    hospital; ``privacy.colluding_clients`` at its default): each hospital sums its Poisson
+    batch's clipped per-record gradients, encodes them with its integer noise share (or the
+    aggregator adds the whole noise, central-dp), the secure sum and the decoding are the
+    engine's own, and the accountant is the run's. Give ``target_epsilon`` (the plan
+    calibrates z for this run) or ``noise_multiplier``.
+
+    Canary j is scored by how far the final model's margin W[1, c_j] − W[0, c_j] on its own
+    coordinate moved from the (public) initial model's; the one-run bound at the run's δ is
+    set beside the largest ε the run's accountant reports over the hospitals (each canary's ε
+    is its hospital's). Canary inclusion changes its hospital's size N_h and so q_h =
+    batch_size / N_h by one part in N_h, as any Poisson-sampled DP-SGD that derives its rate
+    from the data does; :func:`audit_dp_sgd` shares that.
+
+    ``disable_noise=True`` (distributed-dp only) wraps every hospital in :class:`_SilentShares`:
+    the clients send zero noise shares while the accountant charges the shares it believes
+    were added; a correct audit must then report a bound above the claimed ε given enough
+    canaries. Central-dp's noise is the aggregator's own draw, which the engine gives no seam
+    to switch off.
+    """
+    from secagg.config import config_from_dict
+    from secagg.simulation import run_simulation
+    from secagg.simulation.federation import Federation
+
+    if (noise_multiplier is None) == (target_epsilon is None):
+        raise PrivacyError(
+            "audit_noisy_sum needs exactly one of noise_multiplier and target_epsilon"
+        )
+    if mode not in ("central-dp", "distributed-dp"):
+        raise PrivacyError(f"audit_noisy_sum audits central-dp or distributed-dp, got {mode!r}")
+    if disable_noise and mode != "distributed-dp":
+        raise PrivacyError(
+            "disable_noise switches off the clients' noise shares: a distributed-dp bug; "
+            "central-dp's noise is the aggregator's"
+        )
+    _check_count("canaries", canaries, 1)
+    _check_count("hospitals", hospitals, 1)
+    _check_count("real_samples", real_samples, hospitals)
+    rng = np.random.default_rng(seed)
+    dataset, included = _canary_federation(
+        rng,
+        hospitals=hospitals,
+        canaries=canaries,
+        real_samples=real_samples,
+        features=features,
+        canary_scale=canary_scale,
+    )
+    privacy: dict[str, Any] = {
+        "mode": mode,
+        "unit": "record",
+        "delta": delta,
+        "max_grad_norm": max_grad_norm,
+    }
+    if target_epsilon is not None:
+        privacy["target_epsilon"] = target_epsilon
+    else:
+        privacy["noise_multiplier"] = noise_multiplier
+    config = config_from_dict(
+        {
+            "run": {"name": "audit-noisy-sum", "seed": seed, "rounds": rounds},
+            "data": {"dataset": "synthetic", "clients": hospitals},
+            "model": {"name": "logreg"},
+            "training": {"local_epochs": 1, "batch_size": batch_size, "lr": lr},
+            "privacy": privacy,
+            "protection": {"mode": protection, "threshold": hospitals, "expected_dropout": 0.0},
+            "aggregation": {"rule": "fedavg"},
+        }
+    )
+
+    def silent(index: int, data: ClientData, build: Any) -> Any:
+        return _SilentShares(build(data))
+
+    if disable_noise:
+        result = run_simulation(config, dataset=dataset, client_factory=silent)
+    else:
+        result = run_simulation(config, dataset=dataset)
+    aborted = [r.aborted for r in result.rounds if r.aborted]
+    if aborted:
+        raise PrivacyError(f"the audited run aborted {len(aborted)} round(s): {aborted[0]}")
+
+    dim = dataset.n_features
+    coords = features + np.arange(canaries)
+
+    def margins(params: np.ndarray) -> np.ndarray:
+        weight = np.asarray(params[: 2 * dim], dtype=np.float64).reshape(2, dim)
+        return np.asarray(weight[1, coords] - weight[0, coords])
+
+    initial = Federation(config, dataset).initial_params()
+    scores = margins(result.params) - margins(initial)
+    correct = _correct_guesses(scores, included, k_pos, k_neg)
+    bound = one_run_epsilon_lower_bound(scores, included, k_pos, k_neg, confidence, delta)
+    by_hospital = tuple(float(e) for e in result.final["epsilon"].values() if e is not None)
+    sigma = result.clients[0].noise_multiplier
+    assert sigma is not None  # the engine sets the plan's z on every client
+    return NoisySumAuditResult(
+        epsilon_lower_bound=bound,
+        epsilon_accountant=max(by_hospital),
+        noise_multiplier=sigma,
+        noise_added=not disable_noise,
+        canaries=canaries,
+        included=int(included.sum()),
+        guesses=k_pos + k_neg,
+        correct=correct,
+        delta=delta,
+        confidence=confidence,
+        mode=mode,
+        protection=protection,
+        epsilon_by_hospital=by_hospital,
+        noise_shares=min(int(r.protection.get("noise_shares", 0)) for r in result.rounds),
+        rounds=rounds,
+        sample_rate=max(c.sample_rate for c in result.clients),
     )

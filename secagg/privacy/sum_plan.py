@@ -34,10 +34,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from secagg.config import Config
 from secagg.errors import ConfigError, PrivacyError
 from secagg.privacy.distributed_accounting import NoisySum, epsilon, noise_multiplier_for
-from secagg.privacy.integer_encoding import IntegerSpec
+from secagg.privacy.integer_encoding import IntegerSpec, decode
 
 SUM_MODES = ("central-dp", "distributed-dp")
 
@@ -197,13 +199,27 @@ class SumPrivacyPlan:
             "l2_sensitivity": spec.l2_sensitivity,
             "wrap_bound": spec.bound,
             "expected_contributions": self.expected_contributions,
+            "lr": self.lr,
+            # what an auditor rebuilds the encoding from (secagg audit decodes the sum again)
+            "spec": {
+                "dim": spec.dim,
+                "clients": spec.clients,
+                "clip": spec.clip,
+                "max_norm": spec.max_norm,
+                "bits": spec.bits,
+                "noise_multiplier": spec.noise_multiplier,
+                "shares": spec.shares,
+                "unit": spec.unit,
+            },
         }
 
-    def to_update(self, total: Any) -> Any:
-        """The model update a decoded noisy sum stands for."""
+    def to_update(self, total: np.ndarray) -> np.ndarray:
+        """The model update a decoded noisy sum stands for (float32)."""
         if self.unit == "record":  # DP-FedSGD: one step along the mean clipped gradient
-            return -self.lr * total / self.expected_contributions
-        return total / self.expected_contributions  # DP-FedAvg: the mean clipped update
+            update = -self.lr * total / self.expected_contributions
+        else:  # DP-FedAvg: the mean clipped update
+            update = total / self.expected_contributions
+        return np.asarray(update, dtype=np.float64).astype(np.float32)
 
 
 @dataclass
@@ -244,3 +260,22 @@ class SumAccountant:
     def round_epsilon(self, release: NoisySum, client: int) -> float:
         """ε of one release alone for ``client``: what this round guaranteed by itself."""
         return self._epsilon({release: 1}, client)
+
+
+def update_from_record(
+    record: Mapping[str, Any], total: np.ndarray, round_idx: int
+) -> np.ndarray | None:
+    """The update a round's public record and its unmasked group sum stand for (the audit).
+
+    None under central DP: the aggregator's own noise is in the update, and it is secret.
+    Raises what decoding raises (a wrapped sum is :class:`~secagg.errors.WrapError`).
+    """
+    dp = record["dp"]
+    if dp["privacy"] == "central-dp":
+        return None
+    spec = IntegerSpec(**dp["spec"])
+    seed = bytes.fromhex(str(record["rotation_seed"]))
+    real = decode(total, spec, seed=seed, round_idx=round_idx)
+    scale = float(dp["expected_contributions"])
+    step = -float(dp["lr"]) if dp["unit"] == "record" else 1.0
+    return np.asarray(step * real / scale, dtype=np.float64).astype(np.float32)

@@ -43,10 +43,14 @@ if TYPE_CHECKING:
 ShareSource = Callable[[int, Any], np.ndarray]
 
 
-def rotation_seed(run_seed: int, session: bytes) -> bytes:
-    """The public seed of the rounds' rotations: fixed by the run, known to every party."""
-    message = b"secagg/ddp/rotation-seed" + run_seed.to_bytes(8, "big") + session
-    return hashlib.sha256(message).digest()
+def rotation_seed(run_seed: int) -> bytes:
+    """The public seed of the rounds' rotations: fixed by the run, known to every party.
+
+    Whoever picks ``run.seed`` picks the rotations. That buys nothing against privacy (the
+    rotation is orthogonal and data-independent; the noise and the sensitivity do not depend
+    on it); at worst a rotation that concentrates a vector makes its sum wrap, which the
+    wrap check rejects: a round lost, as a coordinator could lose it anyway."""
+    return hashlib.sha256(b"secagg/ddp/rotation-seed" + run_seed.to_bytes(8, "big")).digest()
 
 
 class NoisySumProtection:
@@ -158,7 +162,7 @@ class NoisySumProtection:
         except AggregateRejectedError as exc:
             return AggregateOutcome(None, included, f"{type(exc).__name__}: {exc}", stats)
         release = self.accountant.record(honest)
-        update = plan.to_update(real).astype(np.float32)
+        update = plan.to_update(real)
         stats = {
             **stats,
             "dp_encode_seconds": encode_seconds,
@@ -220,7 +224,6 @@ def make_noisy_sum(
         masking = MaskingSum(config, ids, padded_dimension(dim), seed, ledger, identities, session)
     plan = sum_plan(config, sizes, dim, masking)
     secure_sum: MaskingSum | HESum | None = masking
-    session_value = b"" if masking is None else masking.session.value
     if pt.mode in HESum.MODES:
         # HE sums the integers exactly: every summand within the wrap bound, and a
         # decryption error below half a unit, which rounding removes.
@@ -231,13 +234,12 @@ def make_noisy_sum(
         secure_sum = HESum(
             he_config, ids, padded_dimension(dim), seed, ledger, identities=identities
         )
-        session_value = secure_sum.session
     return NoisySumProtection(
         pt.mode,
         plan,
         secure_sum,
         shares,
-        seed=rotation_seed(config.run.seed, session_value),
+        seed=rotation_seed(config.run.seed),
         rounding_seed=seed,
         server_noise=server_noise,
     )

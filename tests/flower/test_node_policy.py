@@ -25,7 +25,7 @@ from flower.nodes import start_node, train, write_policy
 
 from secagg.config import Config, load_config
 from secagg.data import ClientData
-from secagg.errors import PolicyError, PrivacyError
+from secagg.errors import ConfigError, PolicyError, PrivacyError
 from secagg.flower import wire
 from secagg.privacy.accounting import epsilon_for
 from secagg.simulation.federation import SEED_CLIENT, Federation, derive_seed
@@ -457,3 +457,12 @@ def test_a_node_encrypts_only_under_the_key_holder_its_policy_names(tmp_path: Pa
     public = he.load_public_key(colluder.key_holder.public_bytes)
     values = secret.decrypt(public.deserialize_vector(ciphertext))
     assert values.shape == (victim.dim + 1,) and np.abs(values).max() > 0  # the victim's encoding
+
+
+@pytest.mark.parametrize("mode", ["central-dp", "distributed-dp"])
+def test_a_node_refuses_dp_on_the_sum_by_name(mode: str, tmp_path: Path) -> None:
+    """The noisy sum runs in the simulation only: a node says so instead of training with
+    less noise than the run planned."""
+    request = with_privacy(hospitals(), mode=mode, unit="client", target_epsilon=3.0)
+    with pytest.raises(ConfigError, match="does not run DP on the sum yet"):
+        start_node(write_policy(tmp_path), request)
