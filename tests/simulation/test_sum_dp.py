@@ -251,3 +251,28 @@ def test_the_simulation_is_reproducible_and_a_fresh_source_is_not():
         client.train(federation.initial_params(), 0)
         shares.append(client.noise_share(64, 10**6))  # type: ignore[union-attr]
     assert not np.array_equal(shares[0], shares[1])
+
+
+@pytest.mark.parametrize("mode", ["ckks", "paillier"])
+def test_he_sums_the_noisy_integers_exactly(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under HE the integers are encrypted as they are and their decrypted sum is rounded:
+    the update is bit for bit the one the exact integer sum decodes to."""
+    from secagg.privacy.integer_encoding import decode_integers
+
+    cfg = config(f"protection.mode={mode}", "protection.threshold=4", "protection.he_key_bits=2048")
+    protection = noisy_sum(cfg, dim=40)
+    sent: dict[int, np.ndarray] = {}
+    honest_encode = protection.encode
+
+    def recording(client: int, vector: np.ndarray, round_idx: int) -> np.ndarray:
+        sent[client] = honest_encode(client, vector, round_idx)
+        return sent[client]
+
+    monkeypatch.setattr(protection, "encode", recording)
+    rng = np.random.default_rng(0)
+    updates = {c: rng.normal(size=40) * 0.1 for c in range(5)}
+    outcome = protection.aggregate(updates, dict.fromkeys(range(5), 1.0), DropoutSchedule({}), 0)
+    assert outcome.update is not None
+    exact = np.sum(list(sent.values()), axis=0, dtype=np.int64)
+    real = decode_integers(exact, protection.plan.spec, seed=protection.seed, round_idx=0)
+    np.testing.assert_array_equal(outcome.update, protection.plan.to_update(real))
