@@ -291,8 +291,15 @@ def _sum_not_applicable(cell: Cell) -> str:
         )
     if mode in SUM_MODES and cell.rule != "fedavg":
         return (
-            f"{mode} noises the sum of clipped contributions, which only fedavg aggregates; "
-            f"{cell.rule} needs the individual updates"
+            f"{mode} noises the sum of clipped contributions, which the server can only "
+            f"average: aggregation.rule must be fedavg, not {cell.rule} (the clip already "
+            "bounds what each record adds)"
+        )
+    if mode in SUM_MODES and cell.attack in ATTACKS and cell.malicious_fraction > 0:
+        return (
+            f"{mode} clients send clipped gradient sums, not model updates; the poisoning "
+            "attacks here forge model updates (under DP on the sum a client's influence is "
+            "bounded by the clip: what one liar can do is the clip range, see the README)"
         )
     return ""
 
@@ -615,6 +622,9 @@ def privacy_summary(rows: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
     for (privacy, protection), members in groups.items():
         entry: dict[str, Any] = {"privacy": privacy, "protection": protection}
         entry["seeds"] = len({r["seed"] for r in members})
+        # A combination none of whose cells could run (e.g. distributed-dp in plaintext).
+        not_run = all(r["status"] == "n/a" for r in members)
+        entry["not_applicable"] = members[0]["reason"] if not_run else ""
         for header, attack, key, _ in PRIVACY_COLUMNS:
             values = _metric_values(members, attack, key)
             entry[header] = median(values) if values else None
@@ -629,15 +639,22 @@ def write_privacy_table(rows: Sequence[Mapping[str, str]], path: Path) -> None:
         "| privacy | protection | " + " | ".join(headers) + " | seeds |",
         "| --- | --- |" + " --- |" * (len(headers) + 1),
     ]
+    not_applicable: dict[str, list[str]] = defaultdict(list)
     for e in privacy_summary(rows):
         cells = []
         for header, _, _, fmt in PRIVACY_COLUMNS:
             value = e[header]
             cells.append("-" if value is None else "∞" if math.isinf(value) else fmt.format(value))
+        if e["not_applicable"]:
+            cells = ["n/a"] * len(cells)
+            not_applicable[e["not_applicable"]].append(f"{e['privacy']} under {e['protection']}")
         lines.append(
             f"| {e['privacy']} | {e['protection']} | " + " | ".join(cells) + f" | {e['seeds']} |"
         )
     notes = [f"- {attack}: {text}" for attack, text in HEADLINE.items()]
+    if not_applicable:
+        notes.append("\nNot applicable:")
+        notes += [f"- {', '.join(where)}: {why}" for why, where in not_applicable.items()]
     path.write_text(
         "\n".join(lines)
         + "\n\nMedians over seeds. attack_success in cells.csv:\n"

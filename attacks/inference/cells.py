@@ -31,9 +31,10 @@ sends its Poisson batch's clipped gradient sum and the noise is on the sum:
   mean (the plan's share variance times the shares every round added, over its scale);
 - ``inversion`` reads the decoded noisy sum of the one-record round, built by
   :func:`~secagg.protection.noisy_sum.make_noisy_sum` with the run's config and plan (its
-  sizes, so the run's z and scale); the gradient is −S_update/lr times the plan's expected
-  batch, i.e. the noisy sum itself. Under central-dp this is what anyone shown the sum sees;
-  the trusted aggregator itself decodes the exact sum before it adds the noise;
+  sizes, so the run's z and scale). The released update is −lr·S/E (E the plan's expected
+  batch), so the gradient read is the noisy sum S = −E·update/lr itself. Under central-dp
+  this is what anyone shown the sum sees; the trusted aggregator itself decodes the exact
+  sum before it adds the noise;
 - ``audit`` is :func:`~secagg.privacy.audit.audit_noisy_sum`: the one-run audit through
   ``run_simulation`` with this level's mode, ε and protection, on its own canary task.
 

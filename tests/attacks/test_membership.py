@@ -20,6 +20,7 @@ from attacks.inference import (
     LiraAttack,
     logit_confidence,
     loss_scores,
+    noisy_sum_shadow_trainer,
     pipeline_shadow_trainer,
     plot_roc,
     roc,
@@ -28,7 +29,7 @@ from attacks.inference import (
 from secagg.config import PrivacySection, TrainingSection
 from secagg.data import ClientData
 from secagg.errors import ConfigError, DataError
-from secagg.models import build_model, set_flat_params
+from secagg.models import build_model, get_flat_params, set_flat_params
 from secagg.training import LocalTrainer
 
 N, D = 120, 50
@@ -256,3 +257,47 @@ def test_membership_auc_falls_as_epsilon_falls_and_is_near_chance_at_epsilon_bel
     assert all(a > b for a, b in itertools.pairwise(aucs)), aucs
     assert epsilons[-1] < 1
     assert aucs[-1] <= dp_auc_bound(epsilons[-1], 1e-5) + 3 * null_auc_se(60, 60)
+
+
+def test_a_noisy_sum_shadow_steps_along_the_mean_clipped_gradient(
+    population: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    """DP-FedSGD's shadow: without noise and with every record drawn (q = 1), one round is
+    one step of −lr times the mean of the records' gradients, each clipped to the clip."""
+    X, y, _ = population
+    X, y = X[:20], y[:20]
+
+    def factory() -> torch.nn.Module:
+        return build_model("logreg", D, 2, seed=4)
+
+    clip, lr = 0.5, 0.3
+    train = noisy_sum_shadow_trainer(
+        factory, rounds=1, lr=lr, sample_rate=1.0, noise_std=0.0, clip=clip, seed=0
+    )
+    model = factory()
+    start = get_flat_params(model)
+    clipped = []
+    for i in range(len(y)):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(
+            model(torch.from_numpy(X[i : i + 1])), torch.from_numpy(y[i : i + 1])
+        ).backward()
+        grads = [p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]
+        g = torch.cat(grads).double().numpy()
+        clipped.append(g * min(1.0, clip / np.linalg.norm(g)))
+    expected = start - lr * np.mean(clipped, axis=0)
+    np.testing.assert_allclose(train(X, y), expected, atol=1e-6)
+    # With the run's noise on the mean, shadows differ call by call, reproducibly by seed.
+    noisy = [
+        noisy_sum_shadow_trainer(
+            factory, rounds=2, lr=lr, sample_rate=0.5, noise_std=0.1, clip=clip, seed=1
+        )
+        for _ in range(2)
+    ]
+    first, second = noisy[0](X, y), noisy[0](X, y)
+    assert not np.allclose(first, second)
+    np.testing.assert_array_equal(noisy[1](X, y), first)
+    with pytest.raises(ConfigError):
+        noisy_sum_shadow_trainer(
+            factory, rounds=1, lr=lr, sample_rate=0.0, noise_std=0.0, clip=clip
+        )
