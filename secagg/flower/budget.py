@@ -7,24 +7,38 @@ in the process: ``<state folder>/budget.json`` (the folder is named by the hospi
 disk, after the round trained and before its update leaves the node::
 
     {
-      "format": "secagg-node-budget/1",
+      "format": "secagg-node-budget/2",
       "client_id": 3,
       "history": [[1.12, 0.03, 40], ...],
+      "sum_releases": [{"share_variance": 812.5, "shares": 3, "l2_sensitivity": 41.2,
+                        "dim": 64, "sample_rate": 0.02, "rounds": 2}, ...],
       "runs": {"run-3f2a...": {"rounds_trained": 2, "last_round": 1}}
     }
 
 - ``history``: every (σ, q, steps) of DP-SGD this node's data was trained with, in every run
-  (Opacus' accountant history). The node's ε is the composition of all of it, checked against
-  the policy's ``max_epsilon`` before each round.
+  (Opacus' accountant history).
+- ``sum_releases``: every noisy sum (``privacy.mode = "distributed-dp"``) this node's data
+  went into, each kind once with its count: the discrete Gaussian release as the accountant
+  sees it (:class:`~secagg.privacy.distributed_accounting.NoisySum`: share variance, the
+  honest shares it is *guaranteed*, Δ₂, the padded dimension) and the node's own sampling
+  rate. The node charges each round it sends a masked input for the plan's worst case,
+  ``min_shares`` honest shares: it cannot check how many honest survivors the round had.
+- The node's ε is the composition of all of it (:func:`lifetime_epsilon`), checked against
+  the policy's ``max_epsilon`` before each round. With sum releases on disk the two kinds
+  compose by adding their RDP curves on Opacus' default orders (DP-SGD's from
+  :func:`~secagg.privacy.accounting._rdp_per_step`, the sum's from
+  :func:`~secagg.privacy.distributed_accounting.rdp`) and converting once with Opacus'
+  ``get_privacy_spent``; without any it is exactly the DP-SGD accountant's ε, as before.
 - ``runs``: per run key (a digest of the run's configuration, :func:`run_key`), how many
   rounds the node trained and the last round number: a second setup of the same run resumes
   there and refuses a round it already trained. A coordinator that changes the configuration
   starts another run, whose rounds count in the same history.
 
-The state is read and written under an exclusive lock (``flock`` on ``budget.lock``) held
-for the whole round, so two node processes on one folder cannot spend the same budget twice.
-A file that cannot be read is an error, never an empty state: forgetting the ε spent is the
-failure this module exists to prevent.
+Format 1 files (no ``sum_releases``) are read as they are; the node writes format 2 from its
+next round on. The state is read and written under an exclusive lock (``flock`` on
+``budget.lock``) held for the whole round, so two node processes on one folder cannot spend
+the same budget twice. A file that cannot be read is an error, never an empty state:
+forgetting the ε spent is the failure this module exists to prevent.
 """
 
 from __future__ import annotations
@@ -35,14 +49,24 @@ import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from secagg.errors import PolicyError
-from secagg.privacy.accounting import HistoryEntry
+import numpy as np
 
-FORMAT = "secagg-node-budget/1"
+from secagg.errors import PolicyError, PrivacyError
+from secagg.privacy.accounting import (
+    HistoryEntry,
+    _quiet_opacus,
+    _rdp_per_step,
+    epsilon_of_history,
+)
+from secagg.privacy.distributed_accounting import DEFAULT_ORDERS, NoisySum, rdp
+
+FORMAT = "secagg-node-budget/2"
+#: Every format this version reads (1: before the noisy sum's releases were kept).
+READABLE = ("secagg-node-budget/1", FORMAT)
 STATE_FILE = "budget.json"
 LOCK_FILE = "budget.lock"
 
@@ -50,6 +74,74 @@ LOCK_FILE = "budget.lock"
 def run_key(config_text: str) -> str:
     """The name under which a node records its rounds of one run: a digest of its config."""
     return "run-" + hashlib.sha256(config_text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class SumRelease:
+    """``rounds`` noisy sums of one kind that this node's data went into (distributed DP)."""
+
+    share_variance: float
+    shares: int
+    l2_sensitivity: float
+    dim: int
+    sample_rate: float
+    rounds: int = 1
+
+    @classmethod
+    def of(cls, release: NoisySum, sample_rate: float, rounds: int = 1) -> SumRelease:
+        return cls(
+            release.share_variance,
+            release.shares,
+            release.l2_sensitivity,
+            release.dim,
+            float(sample_rate),
+            rounds,
+        )
+
+    @property
+    def release(self) -> NoisySum:
+        return NoisySum(self.share_variance, self.shares, self.l2_sensitivity, self.dim)
+
+    @property
+    def kind(self) -> tuple[float, int, float, int, float]:
+        """What makes two entries the same release (their counts add)."""
+        return (self.share_variance, self.shares, self.l2_sensitivity, self.dim, self.sample_rate)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "share_variance": self.share_variance,
+            "shares": self.shares,
+            "l2_sensitivity": self.l2_sensitivity,
+            "dim": self.dim,
+            "sample_rate": self.sample_rate,
+            "rounds": self.rounds,
+        }
+
+
+def lifetime_epsilon(
+    history: list[HistoryEntry],
+    releases: list[SumRelease],
+    delta: float,
+    accountant: str = "rdp",
+) -> float:
+    """The ε at ``delta`` of everything a node's data went into: DP-SGD steps and noisy sums.
+
+    Without sum releases this is the DP-SGD accountant's own ε (``accountant``: rdp or prv).
+    With them, the two compose by RDP: the curves add on Opacus' default orders and convert
+    once (RDP is a valid bound for DP-SGD too, so a prv node pays a little more there).
+    """
+    if not releases:
+        return epsilon_of_history(history, delta, accountant)
+    total = np.zeros(len(DEFAULT_ORDERS))
+    for sigma, q, steps in history:
+        total = total + _rdp_per_step(float(sigma), float(q)) * int(steps)
+    for entry in releases:
+        total = total + rdp(entry.release, entry.sample_rate) * entry.rounds
+    from opacus.accountants.analysis import rdp as rdp_analysis
+
+    with _quiet_opacus():
+        eps, _ = rdp_analysis.get_privacy_spent(orders=list(DEFAULT_ORDERS), rdp=total, delta=delta)
+    return float(eps)
 
 
 @dataclass
@@ -67,9 +159,36 @@ class BudgetState:
     client_id: int
     history: list[HistoryEntry] = field(default_factory=list)
     runs: dict[str, RunRecord] = field(default_factory=dict)
+    sum_releases: list[SumRelease] = field(default_factory=list)
 
     def run(self, key: str) -> RunRecord:
         return self.runs.get(key, RunRecord())
+
+    def epsilon(
+        self,
+        delta: float,
+        accountant: str = "rdp",
+        *,
+        history: list[HistoryEntry] | None = None,
+        release: SumRelease | None = None,
+    ) -> float:
+        """The node's lifetime ε at ``delta``: what it spent, or (``history``: the DP-SGD
+        history instead of the recorded one; ``release``: one more noisy sum) what it would."""
+        releases = self.sum_releases if release is None else [*self.sum_releases, release]
+        return lifetime_epsilon(
+            self.history if history is None else history, releases, delta, accountant
+        )
+
+    def record_sum_round(self, key: str, round_idx: int, release: SumRelease) -> None:
+        """One more round of run ``key`` whose noisy sum this node's data went into."""
+        for i, entry in enumerate(self.sum_releases):
+            if entry.kind == release.kind:
+                self.sum_releases[i] = replace(entry, rounds=entry.rounds + release.rounds)
+                break
+        else:
+            self.sum_releases.append(release)
+        previous = self.run(key)
+        self.runs[key] = RunRecord(previous.rounds_trained + 1, round_idx)
 
     def record_round(self, key: str, round_idx: int, history: list[HistoryEntry]) -> None:
         """One more round of run ``key`` trained; ``history`` is the accountant's after it."""
@@ -87,6 +206,7 @@ class BudgetState:
             "format": FORMAT,
             "client_id": self.client_id,
             "history": [list(e) for e in self.history],
+            "sum_releases": [e.to_json() for e in self.sum_releases],
             "runs": {k: vars(r) for k, r in sorted(self.runs.items())},
         }
         return json.dumps(body, indent=1) + "\n"
@@ -136,8 +256,8 @@ class NodeBudget:
         )
 
     def _parse(self, raw: Any) -> BudgetState:
-        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-            raise self._unreadable(f"not a {FORMAT} document")
+        if not isinstance(raw, dict) or raw.get("format") not in READABLE:
+            raise self._unreadable(f"not a {' or '.join(READABLE)} document")
         if raw.get("client_id") != self.client_id:
             raise PolicyError(
                 f"the budget file {self.path} belongs to client {raw.get('client_id')!r}, this "
@@ -171,4 +291,35 @@ class NodeBudget:
             ):
                 raise self._unreadable(f"run {key!r} is not {{rounds_trained, last_round}}")
             runs[str(key)] = RunRecord(record["rounds_trained"], record["last_round"])
-        return BudgetState(self.client_id, history, runs)
+        releases = raw.get("sum_releases", [])
+        if raw["format"] != FORMAT and "sum_releases" in raw:
+            raise self._unreadable(f"{raw['format']} holds no sum_releases")
+        if not isinstance(releases, list):
+            raise self._unreadable("sum_releases is not a list")
+        return BudgetState(self.client_id, history, runs, [self._release(e) for e in releases])
+
+    def _release(self, entry: Any) -> SumRelease:
+        keys = ("share_variance", "shares", "l2_sensitivity", "dim", "sample_rate", "rounds")
+        bad = self._unreadable(f"sum release {entry!r} is not {{{', '.join(keys)}}}")
+        if not isinstance(entry, dict) or set(entry) != set(keys):
+            raise bad
+        numbers = [entry[k] for k in keys]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
+            raise bad
+        if not all(type(entry[k]) is int and entry[k] >= 1 for k in ("shares", "dim", "rounds")):
+            raise bad
+        if not all(math.isfinite(float(v)) for v in numbers) or not 0 < entry["sample_rate"] <= 1:
+            raise bad
+        release = SumRelease(
+            float(entry["share_variance"]),
+            entry["shares"],
+            float(entry["l2_sensitivity"]),
+            entry["dim"],
+            float(entry["sample_rate"]),
+            entry["rounds"],
+        )
+        try:
+            _ = release.release  # NoisySum's own checks (positive, KLS's share-variance floor)
+        except PrivacyError as exc:
+            raise self._unreadable(f"sum release {entry!r}: {exc}") from None
+        return release

@@ -415,21 +415,28 @@ class LocalFederation:
 
 def admitting_protection(configs: Sequence[Config], key_holder: int | None) -> ProtectionFloor:
     """The protection floor that admits exactly these runs: their modes, the weakest
-    consistency, gamma and threshold they ask for, and the key holder ``deploy`` chose."""
+    consistency, gamma and threshold they ask for (and the colluders a distributed-dp run
+    assumes), and the key holder ``deploy`` chose."""
     from secagg.data import load_federated
 
     fractions = []
+    gammas = []
     for config in configs:
+        clients = config.data.clients or len(load_federated(config.data, 0).clients)
         t = config.protection.threshold
         if t >= 1:
-            clients = config.data.clients or len(load_federated(config.data, 0).clients)
             t = t / clients
         fractions.append(t)
+        if config.protection.mode in ("secagg", "secagg+"):
+            gammas.append(config.protection.max_colluding_fraction)
+        c = config.privacy.colluding_clients
+        if config.privacy.mode == "distributed-dp" and c is not None:
+            gammas.append(c / clients)  # floor(gamma n) = c: the colluders it assumes
     masking = [c.protection for c in configs if c.protection.mode in ("secagg", "secagg+")]
     return ProtectionFloor(
         modes=sorted({c.protection.mode for c in configs}),
         consistency="none" if any(p.consistency == "none" for p in masking) else "signatures",
-        min_colluding_fraction=min((p.max_colluding_fraction for p in masking), default=0.1),
+        min_colluding_fraction=min(gammas, default=0.1),
         min_threshold=min(fractions),
         he_key_holder=key_holder,
     )
@@ -438,27 +445,32 @@ def admitting_protection(configs: Sequence[Config], key_holder: int | None) -> P
 def admitting_floor(configs: Sequence[Config]) -> PrivacyFloor:
     """The privacy floor that admits exactly these runs, for the one-machine shortcut.
 
-    Mode ``none`` if any run trains without DP; δ, clipping norm: the largest asked; the
-    accountant they share; ``max_epsilon``: the sum of each run's planned ε (its target, or
-    for a given σ the largest any client's schedule spends), so every run fits in the
-    lifetime budget one after the other (composition costs at most the sum).
+    Mode ``none`` if any run trains without DP, ``distributed-dp`` if one runs it; δ,
+    clipping norm: the largest asked; the accountant the DP-SGD runs share; ``max_epsilon``:
+    the sum of each run's planned ε (its target, or for a given σ or z the largest any
+    client's schedule or noise plan spends), so every run fits in the lifetime budget one
+    after the other (composition costs at most the sum).
     """
     from secagg.data import load_federated
     from secagg.privacy.accounting import dp_sgd_schedule, epsilon_for
 
-    private = [c.privacy for c in configs if c.privacy.mode == "local-dp"]
+    dp_modes = ("local-dp", "distributed-dp")
+    private = [c.privacy for c in configs if c.privacy.mode in dp_modes]
     if not private:
         return PrivacyFloor(mode="none")
-    accountants = {p.accountant for p in private}
+    accountants = {p.accountant for p in private if p.mode == "local-dp"} or {"rdp"}
     if len(accountants) > 1:
         raise ConfigError(f"runs with different accountants {sorted(accountants)}: pick one")
     planned = 0.0
     for config in configs:
         p = config.privacy
-        if p.mode != "local-dp":
+        if p.mode not in dp_modes:
             continue
         if p.target_epsilon is not None:
             planned += p.target_epsilon
+            continue
+        if p.mode == "distributed-dp":
+            planned += _planned_sum_epsilon(config)
             continue
         assert p.noise_multiplier is not None
         worst = 0.0
@@ -477,13 +489,26 @@ def admitting_floor(configs: Sequence[Config]) -> PrivacyFloor:
                 ),
             )
         planned += worst
+    mode = "distributed-dp" if any(p.mode == "distributed-dp" for p in private) else "local-dp"
     return PrivacyFloor(
-        mode="none" if len(private) < len(configs) else "local-dp",
+        mode="none" if len(private) < len(configs) else mode,
         max_epsilon=planned,
         delta=max(p.delta for p in private),
         max_grad_norm=max(p.max_grad_norm for p in private),
         accountant=accountants.pop(),
     )
+
+
+def _planned_sum_epsilon(config: Config) -> float:
+    """The largest ε any client's worst-case noise plan spends in a distributed-dp run with a
+    given z (built as the coordinator builds it, from the run's own split)."""
+    from secagg.protection.noisy_sum import make_noisy_sum
+    from secagg.simulation.federation import Federation
+
+    federation = Federation.load(config)
+    sizes = {c: d.num_samples for c, d in zip(federation.ids, federation.data.clients, strict=True)}
+    plan = make_noisy_sum(config, sizes, federation.initial_params().size, 0, {}).plan
+    return max(plan.planned_epsilon(q) for q in plan.sample_rates.values())
 
 
 def _node_value(value: Any) -> str:

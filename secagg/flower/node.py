@@ -19,6 +19,15 @@ state folder), never obeyed as such:
 - the accountant's history and the rounds trained are read from the node's disk before each
   round and written back before its update leaves (:mod:`secagg.flower.budget`): a restart or a
   second setup resumes them, so ε only grows and a round is never trained twice.
+
+Under ``privacy.mode = "distributed-dp"`` (over masking, without the ledger; see
+:mod:`secagg.flower.sum_dp` for what the node trusts and checks) the node's client is the
+noisy sum's (:meth:`~secagg.simulation.federation.Federation.client`: DP-FedSGD's clipped
+batch sum, or DP-FedAvg's coin and clipped update), its randomness from the same fresh key.
+At its first round it builds the plan itself from the config and the clients' sizes the
+round's message carries, checks its own planned ε against its policy, and from then on each
+round: checks the lifetime ε with one more worst-case release, trains, records the release on
+disk, encodes with its noise share and opens the masking round with that input.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import logging
 import tomllib
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
@@ -35,13 +44,15 @@ from secagg.config import Config, config_from_dict, config_to_toml
 from secagg.errors import (
     ConfigError,
     LedgerBudgetError,
+    PrivacyError,
     ProtocolError,
     SecAggError,
     TamperedMessageError,
 )
 from secagg.flower import wire
-from secagg.flower.budget import BudgetState, NodeBudget, run_key
+from secagg.flower.budget import BudgetState, NodeBudget, SumRelease, run_key
 from secagg.flower.policy import NodePolicy, NodeSettings
+from secagg.flower.sum_dp import SIZES, bind_plan, refuse_unsupported
 from secagg.masking.client import MaskingClient
 from secagg.masking.messages import (
     SessionCommitments,
@@ -51,18 +62,21 @@ from secagg.masking.messages import (
 )
 from secagg.masking.session import SessionClient
 from secagg.privacy.noise import NoiseSource
+from secagg.privacy.sum_clients import ClippedUpdateClient, GradientSumClient
 from secagg.protection import HiddenFedAvg, make_protection
 from secagg.protection.he import HESum, KeyHolder, decryption_threshold
 from secagg.protection.masking import MaskingSum
+from secagg.protection.noisy_sum import NoisySumProtection, make_noisy_sum
 from secagg.simulation.federation import SEED_PROTECTION, Federation, derive_seed
+from secagg.training import LocalTrainer
 
 if TYPE_CHECKING:
-    from secagg.crypto.identity import IdentityKey
+    from secagg.crypto.identity import IdentityDirectory, IdentityKey
     from secagg.he.attest import AttestingClient
     from secagg.ledger.client import LedgerClient
     from secagg.protection.base import Protection
     from secagg.storage import LocalBlobStore
-    from secagg.training import LocalResult, LocalTrainer
+    from secagg.training import LocalResult
 
 
 log = logging.getLogger("secagg.flower.node")
@@ -84,6 +98,9 @@ def config_from_text(text: str) -> Config:
 #: The most clients a setup message may name (bounds the parsing of its id list).
 MAX_CLIENTS = 1 << 16
 
+#: What trains on a node: a DP-SGD (or plain) trainer, or the noisy sum's client.
+Learner: TypeAlias = LocalTrainer | GradientSumClient | ClippedUpdateClient
+
 __all__ = ["HospitalNode", "NodeSettings", "config_from_text"]
 
 
@@ -91,14 +108,12 @@ class HospitalNode:
     """Everything one node keeps for a run between Flower messages; what it spent, on disk."""
 
     def __init__(self, settings: NodeSettings, config: Config) -> None:
-        if config.privacy.mode in ("central-dp", "distributed-dp"):
-            raise ConfigError(
-                f"privacy.mode = {config.privacy.mode!r} runs in the simulation (secagg "
-                "simulate); a Flower node does not run DP on the sum yet"
-            )
+        refuse_unsupported(config)  # central-dp; distributed-dp over HE or with the ledger
         self.policy = NodePolicy.load(settings)
         self.policy.check_run(config)
-        self.run_key = run_key(config_to_toml(config))
+        #: the run's config as sent (before [data] path is replaced): the run key, the plan
+        self.config_text = config_to_toml(config)
+        self.run_key = run_key(self.config_text)
         self.settings = settings = self.policy.node
         if settings.data_path:
             config = replace(config, data=replace(config.data, path=settings.data_path))
@@ -113,16 +128,22 @@ class HospitalNode:
             )
         self.id = self.policy.client_id
         self.data = clients[partition]
-        # The DP sampling and noise are keyed by this node alone: nothing a message carries
-        # (run.seed included) enters the key, so no one else can regenerate them.
-        self.trainer: LocalTrainer = self.federation.trainer(
+        # The DP sampling and noise (distributed DP: the batch or the coin, and the noise
+        # share) are keyed by this node alone: nothing a message carries (run.seed included)
+        # enters the key, so no one else can regenerate them.
+        self.trainer: Learner = self.federation.client(
             self.id, self.data, noise=NoiseSource.fresh()
         )
-        self.policy.check_trainer(self.trainer)
+        self.sum_dp = config.privacy.mode == "distributed-dp"
+        if isinstance(self.trainer, LocalTrainer):
+            self.policy.check_trainer(self.trainer)
         self.budget = NodeBudget(self.policy.state_folder, self.id)
         state = self.budget.load()
-        self._resume(state)  # a run it already has rounds in resumes; ε never restarts
-        self.policy.check_round(self.trainer, state.run(self.run_key).last_round + 1)
+        if isinstance(self.trainer, LocalTrainer):
+            self._resume(state)  # a run it already has rounds in resumes; ε never restarts
+            self.policy.check_round(self.trainer, state.run(self.run_key).last_round + 1, state)
+        #: distributed DP: the clients' sizes its plan was built from (fixed for the run)
+        self.sizes: dict[int, int] | None = None
         self.dim = self.federation.initial_params().size
         self.client_ids: list[int] = []
         self.protection: Protection | None = None
@@ -135,24 +156,69 @@ class HospitalNode:
         self.store: LocalBlobStore | None = None
         self.refused: dict[int, str] = {}
 
+    @property
+    def _trainer(self) -> LocalTrainer:
+        """The DP-SGD (or plain) trainer: every mode but the noisy sum's."""
+        assert isinstance(self.trainer, LocalTrainer)
+        return self.trainer
+
     def _resume(self, state: BudgetState) -> None:
         """The trainer continues from what the node's disk says it spent and trained."""
         run = state.run(self.run_key)
-        self.trainer.restore(state.history, run.rounds_trained, run.last_round)
+        self._trainer.restore(state.history, run.rounds_trained, run.last_round)
 
     def _train(self, params: np.ndarray, round_idx: int) -> LocalResult:
         """Train one round under the node's budget: read it, check it, spend it, write it.
 
         The new state is on disk before the update can leave the node; a round refused or
-        failed writes nothing.
+        failed writes nothing. The ε reported is the node's lifetime ε: its noisy sums'
+        releases on disk compose with the DP-SGD history.
         """
+        trainer = self._trainer
         with self.budget.spending() as state:
             self._resume(state)
-            self.policy.check_round(self.trainer, round_idx)
-            local = self.trainer.train(params, round_idx)
-            spent = self.trainer.history if self.trainer.dp else state.history  # no DP: as was
+            self.policy.check_round(trainer, round_idx, state)
+            local = trainer.train(params, round_idx)
+            spent = trainer.history if trainer.dp else state.history  # no DP: as was
             state.record_round(self.run_key, round_idx, spent)
+            if trainer.dp and state.sum_releases:
+                p = trainer.privacy
+                local = replace(local, epsilon=state.epsilon(p.delta, p.accountant))
         return local
+
+    def _train_sum(
+        self, noisy: NoisySumProtection, params: np.ndarray, round_idx: int
+    ) -> tuple[LocalResult, float]:
+        """One distributed-dp round under the node's budget: the round number after every one
+        it trained, no more rounds than planned, the lifetime ε with this round's release at
+        its worst case (``min_shares`` honest shares) within ``max_epsilon``; then train and
+        record the release, on disk before the masked input leaves. Returns the result and
+        the lifetime ε after the round."""
+        client = self.trainer
+        assert isinstance(client, GradientSumClient | ClippedUpdateClient)
+        plan = noisy.plan
+        release = SumRelease.of(plan.release(plan.min_shares), client.sample_rate)
+        accountant = self.policy.privacy.accountant  # of the DP-SGD history on disk, if any
+        with self.budget.spending() as state:
+            run = state.run(self.run_key)
+            if round_idx <= run.last_round:
+                raise PrivacyError(
+                    f"client {self.data.name!r} already trained round {run.last_round}; round "
+                    f"{round_idx} does not come after it. A client sends each round's noisy "
+                    "share once: a second one only spends more of its budget"
+                )
+            if run.rounds_trained >= plan.rounds:
+                raise PrivacyError(
+                    f"client {self.data.name!r} already sent the {plan.rounds} noisy sums its "
+                    "plan was made for; another would exceed it (raise run.rounds to plan "
+                    "for more)"
+                )
+            now = state.epsilon(plan.delta, accountant)
+            after = state.epsilon(plan.delta, accountant, release=release)
+            self.policy.check_spend(round_idx, now, after)
+            local = client.train(params, round_idx)
+            state.record_sum_round(self.run_key, round_idx, release)
+        return local, after
 
     # ---- setup ---------------------------------------------------------------------------
 
@@ -233,22 +299,28 @@ class HospitalNode:
         reply = self.session.handle(message)
         return {} if reply is None else {"reveal": reply.to_bytes()}
 
+    def _identities(self) -> IdentityDirectory | None:
+        """The registered identities, when the run signs (signed masking, HE)."""
+        pt = self.config.protection
+        signed = pt.mode in MaskingSum.MODES and pt.consistency == "signatures"
+        if not (signed or pt.mode in HESum.MODES):  # HE: every client signs its ciphertext
+            return None
+        if self.identity is None:
+            raise ConfigError(_NEEDS_IDENTITY)
+        from secagg.flower.keys import read_directory
+
+        identities = read_directory(self.settings.identities)
+        if identities.raw(self.id) != self.identity.record:
+            raise ConfigError(
+                f"identity-key does not match client {self.id}'s entry in "
+                f"{self.settings.identities}"
+            )
+        return identities
+
     def _protection(self, he_public_key: bytes | None) -> Protection:
         if self.protection is None:
-            identities = None
+            identities = self._identities()
             pt = self.config.protection
-            signed = pt.mode in MaskingSum.MODES and pt.consistency == "signatures"
-            if signed or pt.mode in HESum.MODES:  # HE: every client signs its ciphertext
-                if self.identity is None:
-                    raise ConfigError(_NEEDS_IDENTITY)
-                from secagg.flower.keys import read_directory
-
-                identities = read_directory(self.settings.identities)
-                if identities.raw(self.id) != self.identity.record:
-                    raise ConfigError(
-                        f"identity-key does not match client {self.id}'s entry in "
-                        f"{self.settings.identities}"
-                    )
             if self.config.protection.mode in HESum.MODES and he_public_key is None:
                 raise ProtocolError("the first round's message carries no HE public key")
             session = None
@@ -300,6 +372,82 @@ class HospitalNode:
         )
         self.store = LocalBlobStore(wire.meta_text(meta, "store"))
 
+    def _noisy_sum(self, meta: Mapping[str, Any]) -> NoisySumProtection:
+        """The run's noisy sum, built by this node from the config and the clients' sizes the
+        message carries, checked against its policy (its own ε, its colluders floor) before
+        anything is spent; the same sizes every round after (see :mod:`.sum_dp`)."""
+        sizes = wire.meta_counts(meta, SIZES, limit=MAX_CLIENTS)
+        if self.protection is not None:
+            assert isinstance(self.protection, NoisySumProtection)
+            if sizes != self.sizes:
+                raise ProtocolError(
+                    "this round's message carries other clients' sizes than the run's first: "
+                    "the noise plan of a run does not change"
+                )
+            return self.protection
+        client = self.trainer
+        assert isinstance(client, GradientSumClient | ClippedUpdateClient)
+        if self.session is None or self.session.session is None:
+            raise ProtocolError("a masking round arrived before this node agreed the run's session")
+        agreed = self.session.session
+        self._check_sizes(sizes, agreed.participants)
+        bound = bind_plan(agreed, self.config_text, sizes)
+        noisy = make_noisy_sum(
+            self.config,
+            sizes,
+            self.dim,
+            derive_seed(self.config.run.seed, SEED_PROTECTION),
+            {self.id: client.noise_share},
+            None,
+            identities=self._identities(),
+            session=bound,
+        )
+        self.policy.check_sum_plan(noisy.plan, self.id, client.sample_rate)
+        # From now on this node opens its rounds only under the plan-bound session: a round
+        # whose parameters another plan produced has another digest, and is refused.
+        self.session.session = bound
+        client.noise_multiplier = noisy.plan.noise_multiplier
+        self.protection, self.sizes = noisy, sizes
+        return noisy
+
+    def _check_sizes(self, sizes: Mapping[int, int], participants: tuple[int, ...]) -> None:
+        """What of the coordinator's sizes this node can check: its own, and who is named."""
+        own = sizes.get(self.id)
+        if own != self.data.num_samples:
+            raise ProtocolError(
+                f"the coordinator's sizes give client {self.id} {own} training samples, it "
+                f"has {self.data.num_samples} (as its setup reply said): the plan would not "
+                "be this node's"
+            )
+        if tuple(sorted(sizes)) != participants:
+            raise ProtocolError(
+                f"the coordinator's sizes name clients {sorted(sizes)}, the session's "
+                f"participants are {list(participants)}"
+            )
+
+    def _train_noisy_sum(
+        self, meta: Mapping[str, Any], blobs: Mapping[str, bytes], r: int
+    ) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """Distributed DP: plan (checked), train (charged), encode + noise share, mask."""
+        noisy = self._noisy_sum(meta)
+        params = wire.from_f32(wire.blob(blobs, "params"), self.dim)
+        request = decode_server_message(wire.blob(blobs, "request"))  # before anything is spent
+        local, epsilon = self._train_sum(noisy, params, r)
+        secure_sum = noisy.secure_sum
+        assert isinstance(secure_sum, MaskingSum) and self.session is not None
+        self.masking = self.session.open_round(
+            secure_sum.params(r), noisy.client_input(self.id, local.update, r), self.identity
+        )
+        (message,) = self.masking.handle(request)
+        reply = {
+            "client_id": self.id,
+            "num_samples": local.num_samples,
+            "train_loss": local.train_loss,
+            "epsilon": epsilon,
+            "steps": local.steps,
+        }
+        return reply, {"reply": message.to_bytes()}
+
     # ---- a round ---------------------------------------------------------------------------
 
     def on_train(
@@ -307,6 +455,8 @@ class HospitalNode:
     ) -> tuple[dict[str, Any], dict[str, bytes]]:
         """Train, encode, protect; the first protocol message of the round rides along."""
         r = wire.meta_int(meta, "round")
+        if self.sum_dp:
+            return self._train_noisy_sum(meta, blobs, r)
         protection = self._protection(blobs.get("he_public_key"))
         self._connect_ledger(meta)
         self._claim(meta)

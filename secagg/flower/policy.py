@@ -20,7 +20,8 @@ dropout with that name) every run or round that would weaken it::
     partition = 3             # demo data only: which client of the run's built-in split it is
 
     [privacy]                 # the floor; a run that asks for less protection is refused
-    mode = "local-dp"         # every run trains with DP-SGD ("none": runs without DP allowed)
+    mode = "local-dp"         # every run trains with DP-SGD; "distributed-dp": DP-SGD or a
+                              # noise share of distributed DP; "none": runs without DP allowed
     max_epsilon = 3.0         # the most ε this node ever spends on its data: all runs, all rounds
     delta = 1e-5              # the largest δ a run may account at
     max_grad_norm = 1.0       # the largest per-record clipping norm a run may use
@@ -29,7 +30,8 @@ dropout with that name) every run or round that would weaken it::
     [protection]              # how its update may be hidden, at the least
     modes = ["secagg+", "ckks"]   # the protection modes it accepts ("none": in the clear)
     consistency = "signatures"    # masking rounds must sign the survivor set
-    min_colluding_fraction = 0.1  # the gamma every masking round must be sized for, at least
+    min_colluding_fraction = 0.1  # the gamma every masking round must be sized for, at least;
+                                  # distributed-dp: the colluders its noise plan must assume
     min_threshold = 0.6           # t/n at least: fewer summands hide less
     he_key_holder = 0             # the one client whose signed HE public key it accepts
 
@@ -45,6 +47,17 @@ What the node does with it: :class:`~secagg.flower.node.HospitalNode`. The DP no
 comes from the policy or the config: each node keys it from its own CSPRNG
 (:meth:`secagg.privacy.noise.NoiseSource.fresh`).
 
+Distributed DP (``privacy.mode = "distributed-dp"``, admitted by a ``[privacy]`` floor of
+``distributed-dp`` or ``none``): the node adds its own integer noise share under masking, and
+what it relies on is that at least ``min_shares`` = t − c survivors of a completed round are
+honest. So the run's c (``privacy.colluding_clients``, or ⌊``max_colluding_fraction`` · n⌋)
+must be at least ⌊``min_colluding_fraction`` · n⌋ of the ``[protection]`` floor, its δ and
+(record unit) clipping norm within the floor's, its target within ``max_epsilon``; and the
+noise plan the node builds itself from the config and the clients' sizes must spend at most
+``max_epsilon`` for this node's own sampling rate over all planned rounds, charged for
+``min_shares`` shares only (:meth:`NodePolicy.check_sum_plan`). Central DP is never admitted:
+the node could not check that the coordinator adds the noise.
+
 ``flower-supernode --node-config`` names the file (``policy=hospital.toml``); the older keys
 (``client-id``, ``partition-id``, ``data-path``, ``identity-key``, ``identities``,
 ``chain-key``, ``he-key-holder``, see :class:`NodeSettings`) still work and fill in what the
@@ -53,6 +66,7 @@ file leaves out; a key given both ways with different values is refused.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,8 +82,11 @@ from secagg.config import (
 )
 from secagg.errors import ConfigError, PolicyError
 from secagg.privacy.accounting import ACCOUNTANTS, epsilon_for
+from secagg.privacy.sum_plan import colluding_clients
 
 if TYPE_CHECKING:
+    from secagg.flower.budget import BudgetState
+    from secagg.privacy.sum_plan import SumPrivacyPlan
     from secagg.training import LocalTrainer
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -150,18 +167,18 @@ class DataSection:
 class PrivacyFloor:
     """[privacy]: the least protection the node accepts from any run."""
 
-    mode: str = "local-dp"  # local-dp | none
-    max_epsilon: float | None = None  # lifetime ε at delta; required with local-dp
+    mode: str = "local-dp"  # local-dp | distributed-dp | none (the least DP a run may have)
+    max_epsilon: float | None = None  # lifetime ε at delta; required unless mode = none
     delta: float = 1e-5
     max_grad_norm: float = 1.0
     accountant: str = "rdp"
 
     def validate(self, where: str) -> None:
         problems = []
-        if self.mode not in ("local-dp", "none"):
-            problems.append(f"mode = {self.mode!r} is not one of: local-dp, none")
-        if self.mode == "local-dp" and self.max_epsilon is None:
-            problems.append("mode = 'local-dp' needs max_epsilon (the node's lifetime budget)")
+        if self.mode not in FLOOR_MODES:
+            problems.append(f"mode = {self.mode!r} is not one of: {', '.join(FLOOR_MODES)}")
+        if self.mode != "none" and self.max_epsilon is None:
+            problems.append(f"mode = {self.mode!r} needs max_epsilon (the node's lifetime budget)")
         if self.max_epsilon is not None and not self.max_epsilon > 0:
             problems.append(f"max_epsilon must be > 0, got {self.max_epsilon}")
         if not 0 < self.delta < 1:
@@ -175,21 +192,32 @@ class PrivacyFloor:
 
     def refusals(self, privacy: PrivacySection) -> list[str]:
         """What in a run's [privacy] section is weaker than this floor (empty: nothing)."""
-        if privacy.mode != "local-dp":
+        if privacy.mode == "central-dp":
+            return [
+                "privacy.mode = 'central-dp' trusts the coordinator to add the noise, which "
+                "this node cannot check"
+            ]
+        if privacy.mode not in ("local-dp", "distributed-dp"):
             return (
-                [f"privacy.mode = {privacy.mode!r}, but this node trains only with local-dp"]
-                if self.mode == "local-dp"
+                [f"privacy.mode = {privacy.mode!r}, but this node trains only with {self._dp()}"]
+                if self.mode != "none"
                 else []
             )
+        if privacy.mode == "distributed-dp" and self.mode == "local-dp":
+            return ["privacy.mode = 'distributed-dp', but this node trains only with local-dp"]
         out = []
         if privacy.delta > self.delta:
             out.append(f"privacy.delta = {privacy.delta:g} > the node's {self.delta:g}")
-        if privacy.max_grad_norm > self.max_grad_norm:
+        # The clip bounds one record's gradient (local-dp, and distributed-dp's record unit);
+        # the client unit clips the whole update, another quantity: its ε does not depend on it.
+        per_record = privacy.mode == "local-dp" or privacy.unit == "record"
+        if per_record and privacy.max_grad_norm > self.max_grad_norm:
             out.append(
                 f"privacy.max_grad_norm = {privacy.max_grad_norm:g} > the node's "
                 f"{self.max_grad_norm:g}"
             )
-        if privacy.accountant != self.accountant:
+        # The noisy sum is always accounted with RDP (secagg.privacy.distributed_accounting).
+        if privacy.mode == "local-dp" and privacy.accountant != self.accountant:
             out.append(
                 f"privacy.accountant = {privacy.accountant!r}, the node accounts with "
                 f"{self.accountant!r}"
@@ -201,7 +229,12 @@ class PrivacyFloor:
             )
         return out
 
+    def _dp(self) -> str:
+        return "local-dp" if self.mode == "local-dp" else "DP (local-dp or distributed-dp)"
 
+
+#: What a [privacy] floor may say, weakest last.
+FLOOR_MODES = ("local-dp", "distributed-dp", "none")
 #: Every hiding mode (protection.mode = "none" sends the update in the clear).
 HIDING_MODES = ("secagg", "secagg+", "ckks", "paillier")
 
@@ -234,9 +267,26 @@ class ProtectionFloor:
         if problems:
             raise ConfigError(f"{where} [protection]: " + "; ".join(problems))
 
+    def assumed_colluders(self, clients: int) -> int:
+        """The fewest colluders a distributed-dp plan over ``clients`` clients must assume:
+        ⌊min_colluding_fraction · n⌋, the library's own rule for its default c."""
+        return math.floor(self.min_colluding_fraction * clients)
+
+    def colluder_refusals(self, colluders: int, clients: int) -> list[str]:
+        """A distributed-dp plan that assumes fewer colluders than this floor: the node's
+        noise would be sized for more honest shares than it is willing to count on."""
+        floor = self.assumed_colluders(clients)
+        if colluders >= floor:
+            return []
+        return [
+            f"privacy.colluding_clients = {colluders} < the {floor} colluders this node assumes "
+            f"among {clients} clients (min_colluding_fraction {self.min_colluding_fraction:g}): "
+            "its noise share would count on honest shares it does not trust"
+        ]
+
     def refusals(self, config: Config, clients: int) -> list[str]:
-        """What in a run's [protection] section, for ``clients`` clients, hides less than this
-        floor (empty: nothing)."""
+        """What in a run's [protection] section (and, under distributed DP, its colluders),
+        for ``clients`` clients, hides less than this floor (empty: nothing)."""
         pt = config.protection
         if pt.mode not in self.modes:
             return [f"protection.mode = {pt.mode!r}; this node accepts {', '.join(self.modes)}"]
@@ -252,6 +302,8 @@ class ProtectionFloor:
                 f"protection.max_colluding_fraction = {pt.max_colluding_fraction:g} < the "
                 f"node's {self.min_colluding_fraction:g}"
             )
+        if config.privacy.mode == "distributed-dp":
+            out += self.colluder_refusals(colluding_clients(config, clients), clients)
         if pt.mode != "none":
             fraction = pt.threshold if pt.threshold < 1 else pt.threshold / max(clients, 1)
             if fraction < self.min_threshold:
@@ -459,18 +511,57 @@ class NodePolicy:
                 ],
             )
 
-    def check_round(self, trainer: LocalTrainer, round_idx: int) -> None:
-        """Refuse a round that would take the node's lifetime ε past max_epsilon."""
+    def check_round(
+        self, trainer: LocalTrainer, round_idx: int, state: BudgetState | None = None
+    ) -> None:
+        """Refuse a round that would take the node's lifetime ε past max_epsilon.
+
+        ``state``: the node's budget; its noisy-sum releases compose with the trainer's
+        DP-SGD history (:func:`~secagg.flower.budget.lifetime_epsilon`)."""
         after = trainer.epsilon_after_next_round()
+        now = trainer.epsilon()
+        if after is not None and state is not None and state.sum_releases:
+            assert trainer.noise_multiplier is not None
+            step = (float(trainer.noise_multiplier), trainer.sample_rate, trainer.steps_per_round)
+            delta, accountant = trainer.privacy.delta, trainer.privacy.accountant
+            after = state.epsilon(delta, accountant, history=[*trainer.history, step])
+            now = state.epsilon(delta, accountant, history=trainer.history)
+        self.check_spend(round_idx, now, after)
+
+    def check_spend(self, round_idx: int, now: float | None, after: float | None) -> None:
+        """Refuse round ``round_idx`` if it would take the lifetime ε from ``now`` to
+        ``after`` > max_epsilon (None: the round spends nothing)."""
         cap = self.privacy.max_epsilon
         if after is not None and cap is not None and after > cap:
             raise self._refuse(
                 f"round {round_idx}",
                 [
                     f"it would take the ε this node ever spent to {after:.4g} > its "
-                    f"max_epsilon {cap:g} (ε now {trainer.epsilon():.4g})"
+                    f"max_epsilon {cap:g} (ε now {now or 0.0:.4g})"
                 ],
             )
+
+    def check_sum_plan(self, plan: SumPrivacyPlan, client_id: int, sample_rate: float) -> None:
+        """Refuse a distributed-dp run whose noise plan, as this node built it, would spend
+        more than max_epsilon on its data alone, or assumes fewer colluders than its floor.
+
+        The ε is the node's own: its ``sample_rate`` (what its client really samples at, not
+        what the plan lists), all planned rounds, each charged with the ``min_shares`` honest
+        shares a completed round is guaranteed. The plan's z came from the clients' sizes the
+        coordinator reported: one that overstates them (lower rates, a smaller z) is stopped
+        here, whatever the node could or could not check of them."""
+        problems = self.protection.colluder_refusals(plan.colluders, len(plan.client_ids))
+        cap = self.privacy.max_epsilon
+        if cap is not None:
+            planned = plan.planned_epsilon(sample_rate)
+            if planned > cap:
+                problems.append(
+                    f"its planned ε for client {client_id} (z = {plan.noise_multiplier:.4g}, "
+                    f"{plan.min_shares} guaranteed honest share(s), q = {sample_rate:.4g}, "
+                    f"{plan.rounds} rounds) is {planned:.4g} > the node's max_epsilon {cap:g}"
+                )
+        if problems:
+            raise self._refuse("the run", problems)
 
     def check_ledger(self, contract: str, chain_id: int) -> None:
         """Refuse any contract or chain but the ones the policy names."""

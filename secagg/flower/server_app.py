@@ -21,6 +21,17 @@ replies; a phase closes when every node has replied or its deadline passes):
    the model moves by :func:`~secagg.simulation.federation.apply_update`, the server evaluates,
    and the round record goes to ``metrics.json`` through the simulation's ResultsWriter.
 
+Distributed DP (``privacy.mode = "distributed-dp"`` over masking, :mod:`secagg.flower.sum_dp`):
+the protection is the noisy sum (:func:`~secagg.protection.noisy_sum.make_noisy_sum` with no
+shares: each node adds its own), its plan built from the sizes the nodes reported at setup,
+which every ``train`` message carries (meta ``sizes``) so that each node builds the same plan
+and checks it; the masking round runs over the nodes' encoded, noised group elements, and
+:meth:`~secagg.protection.noisy_sum.NoisySumProtection.conclude` decodes the sum (wrap check,
+honest shares), charges this run's accountant and gives the update. The round record's ε per
+client is that accountant's (the noise the round actually held, as in ``secagg simulate``);
+each node's own lifetime ε, charged for the worst case, is in the record's
+``protection.node_epsilon``.
+
 Every protocol decision is made by the same objects as in ``secagg simulate``; this module
 only moves their bytes and keeps time.
 
@@ -36,6 +47,7 @@ import json
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +56,7 @@ import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from secagg.config import Config
+from secagg.config import Config, config_to_toml
 from secagg.errors import (
     BelowThresholdError,
     CryptoError,
@@ -55,6 +67,7 @@ from secagg.errors import (
 from secagg.flower import wire
 from secagg.flower.exchange import Exchange, Reply, Traffic
 from secagg.flower.node import config_from_text
+from secagg.flower.sum_dp import SIZES, bind_plan, refuse_unsupported
 from secagg.masking.messages import (
     SessionCommit,
     SessionReveal,
@@ -69,6 +82,7 @@ from secagg.protection.base import AggregateOutcome, Protection
 from secagg.protection.dropout import DropoutSchedule
 from secagg.protection.he import HESum
 from secagg.protection.masking import MaskingSum
+from secagg.protection.noisy_sum import NoisySumProtection, make_noisy_sum
 from secagg.simulation.engine import ClientInfo, SimulationResult, round_record
 from secagg.simulation.federation import SEED_PROTECTION, Federation, apply_update, derive_seed
 
@@ -168,6 +182,7 @@ class Coordinator:
 
     def _run(self) -> None:
         config = self.config
+        refuse_unsupported(config)  # what the nodes refuse, before any of them is asked
         self.event(-1, "setup", "started")
         federation = Federation.load(config)
         ids, names = federation.ids, federation.names
@@ -203,24 +218,44 @@ class Coordinator:
         rule = federation.rule()
         ledger = self._start_ledger(config, active, facts) if config.ledger.enabled else None
         session = self._agree_session(facts) if config.protection.mode in MaskingSum.MODES else None
-        protection = make_protection(
-            config,
-            rule,
-            ids if session is None else list(session.participants),
-            params.size,
-            derive_seed(config.run.seed, SEED_PROTECTION),
-            ledger,
-            identities=identities,
-            he_public_key=he_public,
-            session=session,
-        )
+        protection: Protection
+        #: distributed DP: the sizes every node builds the plan from (sent with each round)
+        self.sizes: dict[int, int] = {}
+        if config.privacy.mode == "distributed-dp":
+            assert session is not None  # refuse_unsupported: masking only
+            self.sizes = {c: int(facts[c].meta["train_samples"]) for c in session.participants}
+            protection = make_noisy_sum(
+                config,
+                self.sizes,
+                params.size,
+                derive_seed(config.run.seed, SEED_PROTECTION),
+                {},  # no shares here: each node adds its own
+                None,
+                identities=identities,
+                session=bind_plan(session, config_to_toml(config), self.sizes),
+            )
+        else:
+            protection = make_protection(
+                config,
+                rule,
+                ids if session is None else list(session.participants),
+                params.size,
+                derive_seed(config.run.seed, SEED_PROTECTION),
+                ledger,
+                identities=identities,
+                he_public_key=he_public,
+                session=session,
+            )
         weights = {c: float(facts[c].meta["train_samples"]) for c in active}
+        sum_z = None  # distributed DP: the nodes' z is the plan's (unknown to them at setup)
+        if isinstance(protection, NoisySumProtection):
+            sum_z = protection.plan.noise_multiplier
         clients = [
             ClientInfo(
                 name=str(facts[c].meta["name"]),
                 train_samples=int(facts[c].meta["train_samples"]),
                 val_samples=int(facts[c].meta["val_samples"]),
-                noise_multiplier=facts[c].meta.get("noise_multiplier"),
+                noise_multiplier=facts[c].meta.get("noise_multiplier", sum_z),
                 sample_rate=float(facts[c].meta["sample_rate"]),
                 steps_per_round=int(facts[c].meta["steps_per_round"]),
             )
@@ -264,8 +299,17 @@ class Coordinator:
             }
             trained = {c: rep for c, rep in replies.items() if _states_training(rep.meta)}
             train_losses = [float(rep.meta["train_loss"]) for rep in trained.values()]
-            for c, rep in trained.items():
-                epsilons[names[c]] = rep.meta.get("epsilon")
+            if isinstance(protection, NoisySumProtection):
+                # ε is the sum's, counted once it is released with the shares it held (as in
+                # secagg simulate); each node's own lifetime ε (worst case) rides along.
+                for c, e in protection.accountant.epsilons().items():
+                    epsilons[names[c]] = e
+                outcome.stats["node_epsilon"] = {
+                    names[c]: rep.meta.get("epsilon") for c, rep in sorted(trained.items())
+                }
+            else:
+                for c, rep in trained.items():
+                    epsilons[names[c]] = rep.meta.get("epsilon")
             if outcome.update is not None:
                 params = apply_update(params, outcome.update, config.aggregation.server_lr, r)
             outcome.stats.update(_traffic_stats(traffic, ids))
@@ -446,6 +490,17 @@ class Coordinator:
                 meta["claim_round"] = ledger.rounds[r - 1].chain_round
             return wire.pack(meta, {**blobs, **extra})
 
+        if isinstance(protection, NoisySumProtection):
+            noisy = protection
+            base[SIZES] = wire.counts_text(self.sizes)
+            assert isinstance(noisy.secure_sum, MaskingSum)  # refuse_unsupported: masking only
+            return self._masking_round(
+                r,
+                noisy.secure_sum,
+                train_content,
+                traffic,
+                lambda total, included, stats: noisy.conclude(total, included, stats, r),
+            )
         if not isinstance(protection, HiddenFedAvg):
             replies = self._train_everyone(r, group, train_content, traffic)
             updates = {}
@@ -464,7 +519,16 @@ class Coordinator:
         declared = protection.declared_weights(weights)
         secure_sum = protection.secure_sum
         if isinstance(secure_sum, MaskingSum):
-            return self._masking_round(r, protection, secure_sum, declared, train_content, traffic)
+            masking = secure_sum
+            return self._masking_round(
+                r,
+                masking,
+                train_content,
+                traffic,
+                lambda total, included, stats: protection.conclude(
+                    masking.outcome(total, included, stats), declared
+                ),
+            )
         assert isinstance(secure_sum, HESum)
         return self._he_round(r, protection, secure_sum, declared, train_content, traffic, ledger)
 
@@ -483,12 +547,13 @@ class Coordinator:
     def _masking_round(
         self,
         r: int,
-        protection: HiddenFedAvg,
         secure_sum: MaskingSum,
-        declared: dict[int, float],
         train_content: Any,
         traffic: Traffic,
+        conclude: Callable[[np.ndarray, list[int], dict[str, Any]], AggregateOutcome],
     ) -> tuple[AggregateOutcome, dict[int, Reply], dict[str, list[int]]]:
+        """The masking round's phases over the nodes; ``conclude`` turns the unmasked group
+        sum of the included clients (and the round's stats) into the round's outcome."""
         group = str(r + 1)
         params = secure_sum.params(r)
         server = MaskingServer(params)
@@ -536,21 +601,17 @@ class Coordinator:
                 )
                 replies = {c: rep.blobs.get("reply", b"") for c, rep in answers.items()}
         except (BelowThresholdError, CryptoError) as exc:
-            return protection.aborted(exc), trained, dict(server.dropped)
+            return HiddenFedAvg.aborted(exc), trained, dict(server.dropped)
         result = server.result
-        outcome = secure_sum.outcome(
-            result.total,
-            result.included,
-            {
-                "server_seconds": server_seconds,
-                "neighbors": params.neighbors,
-                "threshold": params.threshold,
-                "inconsistent_holders": {
-                    str(h): owners for h, owners in result.inconsistent_holders.items()
-                },
+        stats = {
+            "server_seconds": server_seconds,
+            "neighbors": params.neighbors,
+            "threshold": params.threshold,
+            "inconsistent_holders": {
+                str(h): owners for h, owners in result.inconsistent_holders.items()
             },
-        )
-        return protection.conclude(outcome, declared), trained, dict(server.dropped)
+        }
+        return conclude(result.total, result.included, stats), trained, dict(server.dropped)
 
     def _he_round(
         self,

@@ -150,6 +150,31 @@ def meta_ids(meta: Mapping[str, Any], name: str, *, limit: int) -> list[int]:
     return ids
 
 
+def counts_text(counts: Mapping[int, int]) -> str:
+    """``{0: 120, 1: 88}`` -> ``"0:120,1:88"`` (ids in order), for :func:`meta_counts`."""
+    return ",".join(f"{c}:{counts[c]}" for c in sorted(counts))
+
+
+def meta_counts(meta: Mapping[str, Any], name: str, *, limit: int) -> dict[int, int]:
+    """A comma-separated table of at most ``limit`` ``id:count`` pairs, ids distinct and
+    counts >= 1 ("0:120,1:88"). Its length is bounded before it is split."""
+    text = meta_text(meta, name, max_chars=41 * limit)
+    parts = [p.split(":") for p in text.split(",")]
+    if len(parts) > limit or not all(
+        len(p) == 2 and all(v.isdigit() and len(v) <= 19 for v in p) for p in parts
+    ):
+        raise TamperedMessageError(
+            f"meta {name}: expected at most {limit} comma-separated id:count pairs, got "
+            f"{text[:60]!r}"
+        )
+    counts = {int(c): int(n) for c, n in parts}
+    if len(counts) != len(parts):
+        raise TamperedMessageError(f"meta {name}: an id appears twice")
+    if min(counts.values()) < 1:
+        raise TamperedMessageError(f"meta {name}: a count is 0")
+    return counts
+
+
 def payload_bytes(blobs: Mapping[str, bytes]) -> int:
     """The bytes of our own payload in a message (what the in-process runner counts)."""
     return sum(len(b) for b in blobs.values())

@@ -184,6 +184,17 @@ class SumPrivacyPlan:
             dim=self.spec.padded_dim,
         )
 
+    def planned_epsilon(self, sample_rate: float, rounds: int | None = None) -> float:
+        """ε at the plan's δ of ``rounds`` (default: all planned) releases carrying only the
+        guaranteed ``min_shares`` honest shares, for a client sampled at ``sample_rate``.
+
+        The worst case a client can plan for: it cannot check how many honest survivors a
+        round will have, only that a completed round has at least ``min_shares``."""
+        count = self.rounds if rounds is None else rounds
+        if count <= 0:
+            return 0.0
+        return epsilon([(self.release(self.min_shares), sample_rate, count)], self.delta)
+
     def public(self) -> dict[str, Any]:
         """The plan's public figures, for the round record, the ledger and the report."""
         spec = self.spec

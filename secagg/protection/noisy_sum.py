@@ -125,6 +125,11 @@ class NoisySumProtection:
         }
         return to_group(signed, spec.bits), included, stats
 
+    def client_input(self, client: int, vector: np.ndarray, round_idx: int) -> np.ndarray:
+        """What ``client`` masks: its encoding (with its noise share) as group elements mod
+        2^b, the input :meth:`MaskingSum.sum_group` sums (a deployed node's side)."""
+        return to_group(self.encode(client, vector, round_idx), self.plan.spec.bits)
+
     def aggregate(
         self,
         updates: Mapping[int, np.ndarray],
@@ -139,6 +144,23 @@ class NoisySumProtection:
             total, included, stats = self._sum(ints, schedule, round_idx)
         except (BelowThresholdError, CryptoError, TamperedMessageError) as exc:
             return AggregateOutcome(None, [], f"{type(exc).__name__}: {exc}")
+        return self.conclude(total, included, stats, round_idx, encode_seconds=encode_seconds)
+
+    def conclude(
+        self,
+        total: np.ndarray,
+        included: list[int],
+        stats: dict[str, Any],
+        round_idx: int,
+        *,
+        encode_seconds: float | None = None,
+    ) -> AggregateOutcome:
+        """The server's side after the secure sum: the group sum ``total`` of the ``included``
+        clients' inputs -> the honest-share check, decoding (central noise first, the wrap
+        check), the accountant's charge, the model update.
+
+        :meth:`aggregate` ends here, and so does a deployment's coordinator after its masking
+        round (:mod:`secagg.flower.server_app`)."""
         if not included:
             return AggregateOutcome(None, [], "every client dropped out", stats)
         plan = self.plan
@@ -163,9 +185,10 @@ class NoisySumProtection:
             return AggregateOutcome(None, included, f"{type(exc).__name__}: {exc}", stats)
         release = self.accountant.record(honest)
         update = plan.to_update(real)
+        timing = {} if encode_seconds is None else {"dp_encode_seconds": encode_seconds}
         stats = {
             **stats,
-            "dp_encode_seconds": encode_seconds,
+            **timing,
             "noise_shares": honest,
             "noise_std_over_target": float(np.sqrt(honest / plan.min_shares)),
             "round_epsilon": max(

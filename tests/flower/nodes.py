@@ -86,3 +86,59 @@ def _own_commit(node: HospitalNode) -> SessionCommit:
     commit = decode_session_message(blobs["session_commit"])
     assert isinstance(commit, SessionCommit)
     return commit
+
+
+class SumCoordinator:
+    """What a coordinator computes for one node's distributed-dp rounds: the plan from the
+    sizes it reports, bound to the session the node agreed (as the server app builds it), and
+    each round's first masking request under it."""
+
+    def __init__(self, node: HospitalNode, sizes: dict[int, int]) -> None:
+        from secagg.flower.sum_dp import bind_plan
+        from secagg.protection.noisy_sum import make_noisy_sum
+        from secagg.simulation.federation import SEED_PROTECTION, derive_seed
+
+        assert node.session is not None and node.session.session is not None
+        self.node = node
+        self.sizes = sizes
+        self.protection = make_noisy_sum(
+            node.config,
+            sizes,
+            node.dim,
+            derive_seed(node.config.run.seed, SEED_PROTECTION),
+            {},
+            None,
+            session=bind_plan(node.session.session, node.config_text, sizes),
+        )
+
+    def request(self, round_idx: int) -> bytes:
+        from secagg.masking.messages import AdvertiseKeysRequest
+        from secagg.masking.params import SERVER_ID
+        from secagg.protection.masking import MaskingSum
+
+        masking = self.protection.secure_sum
+        assert isinstance(masking, MaskingSum)
+        digest = masking.params(round_idx).digest
+        return AdvertiseKeysRequest(round_idx, SERVER_ID, self.node.id, digest).to_bytes()
+
+    def train(
+        self,
+        round_idx: int,
+        params: np.ndarray,
+        sizes: dict[int, int] | None = None,
+        request: bytes | None = None,
+    ) -> dict[str, Any]:
+        """One train message (``sizes``: what it says, by default the plan's): the reply meta."""
+        sent = wire.counts_text(sizes or self.sizes)
+        meta = {"round": round_idx, "top_weight": 1e6, "sizes": sent}
+        blobs = {
+            "params": wire.f32(params),
+            "request": request if request is not None else self.request(round_idx),
+        }
+        info, _ = self.node.on_train(meta, blobs)
+        return info
+
+
+def sizes_of(node: HospitalNode) -> dict[int, int]:
+    """Every client's training-set size, as the nodes report them at setup."""
+    return {c: d.num_samples for c, d in enumerate(node.federation.data.clients)}

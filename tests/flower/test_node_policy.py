@@ -459,10 +459,32 @@ def test_a_node_encrypts_only_under_the_key_holder_its_policy_names(tmp_path: Pa
     assert values.shape == (victim.dim + 1,) and np.abs(values).max() > 0  # the victim's encoding
 
 
-@pytest.mark.parametrize("mode", ["central-dp", "distributed-dp"])
-def test_a_node_refuses_dp_on_the_sum_by_name(mode: str, tmp_path: Path) -> None:
-    """The noisy sum runs in the simulation only: a node says so instead of training with
-    less noise than the run planned."""
-    request = with_privacy(hospitals(), mode=mode, unit="client", target_epsilon=3.0)
-    with pytest.raises(ConfigError, match="does not run DP on the sum yet"):
-        start_node(write_policy(tmp_path), request)
+#: DP on the sum a node refuses by name, whatever its policy: what it cannot check, and what
+#: is not built on Flower yet (distributed DP over masking runs: test_flower_sum_dp).
+SUM_REFUSED = {
+    "central-dp": (
+        ["privacy.mode=central-dp"],
+        "trusts the coordinator to add the noise to the sum, and a node cannot check",
+    ),
+    "distributed-dp over HE": (
+        ["privacy.mode=distributed-dp", "protection.mode=ckks"],
+        "'distributed-dp' over protection.mode = 'ckks' is not built yet on Flower nodes",
+    ),
+    "distributed-dp with the ledger": (
+        ["privacy.mode=distributed-dp", "protection.mode=secagg+", "ledger.enabled=true"],
+        "'distributed-dp' with ledger.enabled is not built yet on Flower nodes",
+    ),
+}
+
+
+@pytest.mark.parametrize("refused", list(SUM_REFUSED))
+def test_a_node_refuses_dp_on_the_sum_by_name(refused: str, tmp_path: Path) -> None:
+    """A node says what it refuses instead of training with less noise than the run planned:
+    central DP (it cannot check that the coordinator adds the noise), and distributed DP
+    where it is not built yet (over HE, with the ledger); even a policy that admits runs
+    without DP does not admit these."""
+    overrides, refusal = SUM_REFUSED[refused]
+    request = with_privacy(hospitals(*overrides), unit="client", target_epsilon=3.0)
+    policy = write_policy(tmp_path, privacy={**FLOOR, "mode": "none"})
+    with pytest.raises(ConfigError, match=re.escape(refusal)):
+        start_node(policy, request)
