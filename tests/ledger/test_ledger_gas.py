@@ -31,18 +31,27 @@ def test_commit_gas_is_at_most_60k_in_first_and_later_rounds(consortium) -> None
     assert used[2] <= used[1]
 
 
+def _calldata_gas(w3, tx_hash: str) -> int:  # type: ignore[no-untyped-def]
+    """What the transaction's input bytes cost (EIP-2028: 4 per zero byte, 16 otherwise)."""
+    data = bytes(w3.eth.get_transaction(tx_hash)["input"])
+    return sum(4 if b == 0 else 16 for b in data)
+
+
 def test_commit_gas_does_not_depend_on_the_participant_or_the_blob(consortium) -> None:  # type: ignore[no-untyped-def]
+    """Execution gas is the same for every participant and blob; the calldata's price
+    depends on how many of the digests' bytes happen to be zero (12 gas each), so it is
+    taken out before comparing (with it left in, the test failed on 1 run in 5)."""
     c = consortium
     c.open_round(1)
-    used = {
-        p.commit(
+    used = set()
+    for i, p in enumerate(c.participants):
+        receipt = p.commit(
             1,
             blob_hash=c.digest(f"a blob of any size {i}"),
             share_root=c.share_tree(p, 1).root,
             cumulative_epsilon=epsilon_to_fixed(1.0),
-        ).gas_used
-        for i, p in enumerate(c.participants)
-    }
+        )
+        used.add(receipt.gas_used - _calldata_gas(p.w3, receipt.tx_hash))
     assert len(used) == 1, used
 
 
