@@ -55,6 +55,7 @@ from secagg.config import (
     Config,
     apply_overrides,
     config_from_dict,
+    parse_override,
     read_toml,
 )
 from secagg.data import FederatedDataset, load_federated
@@ -130,13 +131,26 @@ class Grid:
 
 
 def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
-    """Read a lab configuration: a run configuration plus ``[grid]``, with one-line errors."""
+    """Read a lab configuration: a run configuration plus ``[grid]``, with one-line errors.
+
+    ``overrides`` are ``--set`` items: ``section.key=value`` for the run, ``grid.key=value``
+    (``grid.sum_dp.rounds=10``, ``grid.attack_params.lira.shadows=16``) for the grid."""
     p = Path(path)
     raw = read_toml(p)
     grid = raw.pop("grid", None)
     if not isinstance(grid, dict):
         raise ConfigError(f"{p}: needs a [grid] section ({', '.join(GRID_KEYS)})")
-    base = apply_overrides(raw, overrides)
+    on_grid = [o for o in overrides if o.strip().startswith("grid.")]
+    for item in on_grid:  # grid.KEY=VALUE, or grid.TABLE.KEY=VALUE for its tables
+        _, name, value = parse_override(item)
+        *tables, key = name.split(".")
+        body = grid
+        for table in tables:
+            body = body.setdefault(table, {})
+            if not isinstance(body, dict):
+                raise ConfigError(f"--set {item}: grid.{table} is not a table")
+        body[key] = value
+    base = apply_overrides(raw, [o for o in overrides if o not in on_grid])
     config_from_dict(base)  # the base must be a valid run configuration on its own
     params = grid.pop("attack_params", {})
     sum_dp_table = grid.pop("sum_dp", None)

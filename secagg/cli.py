@@ -52,6 +52,7 @@ so an interrupted grid resumes where it stopped. Writes table.md (median and spr
 seeds) and accuracy.png / attack_success.png.
 
   secagg attack examples/poisoning.toml
+  secagg attack examples/inference.toml --set 'grid.seeds=[0]' --set "grid.attacks=['audit']"
 """
 
 _AUDIT_HELP = """\

@@ -325,7 +325,9 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
     return config
 
 
-def _parse_override(item: str) -> tuple[str, str, Any]:
+def parse_override(item: str) -> tuple[str, str, Any]:
+    """``section.key=value`` -> (section, key, value), the value read as TOML (a bare word
+    stays text); ``key`` may itself hold dots (``grid.sum_dp.rounds``)."""
     if "=" not in item:
         raise ConfigError(f"--set expects key=value (e.g. privacy.mode=none), got {item!r}")
     key, _, text = item.partition("=")
@@ -345,7 +347,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     """Return a copy of parsed TOML with ``section.key=value`` overrides applied."""
     merged: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     for item in overrides:
-        section, name, value = _parse_override(item)
+        section, name, value = parse_override(item)
         body = merged.setdefault(section, {})
         if not isinstance(body, dict):
             raise ConfigError(f"[{section}] must be a table of keys, got {type(body).__name__}")

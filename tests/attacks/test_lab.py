@@ -249,3 +249,25 @@ def test_membership_of_one_clients_records_depends_on_what_the_server_sees(
     assert plain["auc"] == pytest.approx(hidden["auc"], abs=0.01)
     # In plaintext the server holds hospital 0's own last local model, which fits its records.
     assert plain["auc_client_view"] > hidden["auc_client_view"] + 0.03  # observed 0.553 vs 0.493
+
+
+def test_grid_keys_are_overridden_from_the_command_line_like_every_other_key() -> None:
+    """``--set grid.KEY=VALUE`` (and ``grid.TABLE.KEY``) reaches the grid, the rest the run;
+    a grid key that does not exist is refused as it would be in the file."""
+    inference = EXAMPLE.parent / "inference.toml"
+    grid = load_grid(
+        inference,
+        [
+            "grid.seeds=[7]",
+            "grid.privacy=['distributed-dp:2']",
+            "grid.sum_dp.rounds=9",
+            "grid.attack_params.lira.shadows=16",
+            "run.rounds=2",
+        ],
+    )
+    assert grid.seeds == (7,) and grid.privacy == ("distributed-dp:2",)
+    assert grid.sum_dp is not None and grid.sum_dp["rounds"] == 9
+    assert grid.attack_params["lira"]["shadows"] == 16
+    assert grid.base["run"]["rounds"] == 2
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) grid\.sead"):
+        load_grid(inference, ["grid.sead=[1]"])
