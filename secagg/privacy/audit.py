@@ -230,6 +230,82 @@ class AuditResult:
     confidence: float
 
 
+def gaussian_mu(epsilon: float, delta: float) -> float:
+    """μ of the Gaussian mechanism that is exactly (ε, δ)-DP (Balle & Wang 2018):
+    δ(ε) = Φ(−ε/μ + μ/2) − e^ε Φ(−ε/μ − μ/2), solved for μ by bisection."""
+    _check_delta(delta)
+    if not 0 < epsilon < 100 or delta == 0:
+        raise PrivacyError(f"the ceiling needs 0 < ε < 100 and δ > 0, got ({epsilon}, {delta})")
+
+    def delta_of(mu: float) -> float:
+        return float(
+            stats.norm.cdf(-epsilon / mu + mu / 2)
+            - math.exp(epsilon) * stats.norm.cdf(-epsilon / mu - mu / 2)
+        )
+
+    lo, hi = 1e-6, 1.0
+    while delta_of(hi) < delta:
+        hi *= 2
+    for _ in range(_BISECTION_STEPS):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if delta_of(mid) < delta else (lo, mid)
+    return lo
+
+
+def audit_ceiling(
+    epsilon: float,
+    delta: float,
+    canaries: int,
+    k_pos: int,
+    k_neg: int,
+    confidence: float = 0.95,
+) -> float:
+    """What the one-run audit would certify of a mechanism that spends *exactly* (ε, δ).
+
+    The ideal observation of an exactly (ε, δ)-DP Gaussian mechanism (μ-GDP, :func:`gaussian_mu`)
+    scores each canary N(μ, 1) if it was included and N(0, 1) if not, each with probability
+    1/2. The auditor guesses "in" for the ``k_pos`` highest of the m scores and "out" for the
+    ``k_neg`` lowest, so its expected right guesses are those of the score quantiles that
+    cut off k_pos/m and k_neg/m of that mixture (exact as m grows). The ceiling is the bound
+    :func:`one_run_epsilon_lower_bound` certifies from that count: an audited bound well
+    below it says the audit is weak, not that the mechanism is more private than claimed.
+    """
+    m = _check_count("canaries", canaries, 1)
+    pos, neg = _check_count("k_pos", k_pos), _check_count("k_neg", k_neg)
+    r = pos + neg
+    if not 0 < r <= m:
+        raise PrivacyError(f"k_pos + k_neg = {r} guesses must be in [1, {m}]")
+    _check_confidence(confidence)
+    mu = gaussian_mu(epsilon, delta)
+    norm = stats.norm
+
+    def above(t: float) -> float:  # P(score > t) under the 50/50 mixture
+        return 0.5 * float(norm.sf(t) + norm.sf(t - mu))
+
+    def below(t: float) -> float:
+        return 0.5 * float(norm.cdf(t) + norm.cdf(t - mu))
+
+    def quantile(tail: Callable[[float], float], share: float) -> float:
+        lo, hi = -40.0, 40.0 + mu
+        for _ in range(_BISECTION_STEPS):
+            mid = (lo + hi) / 2
+            # ``above`` falls with t, ``below`` rises: keep the bracket around tail(t) = share
+            if (tail(mid) > share) == (tail is above):
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2
+
+    right = 0.0
+    if pos:
+        t = quantile(above, pos / m)
+        right += pos * 0.5 * float(norm.sf(t - mu)) / above(t)
+    if neg:
+        t = quantile(below, neg / m)
+        right += neg * 0.5 * float(norm.cdf(t)) / below(t)
+    return _one_run_bound(m, r, math.floor(right), 1 - confidence, delta)
+
+
 def _broken_noise(trainer: LocalTrainer, claimed_sigma: float) -> None:
     """Make ``trainer`` add no noise while its accountant still counts ``claimed_sigma``.
 

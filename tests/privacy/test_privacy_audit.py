@@ -161,3 +161,26 @@ def test_audit_catches_noise_that_is_counted_but_not_added(
     assert broken.epsilon_accountant == pytest.approx(honest[2.0].epsilon_accountant, rel=1e-12)
     assert broken.correct == broken.guesses
     assert broken.epsilon_lower_bound > broken.epsilon_accountant
+
+
+def test_the_audit_ceiling_is_what_an_exact_mechanism_certifies_computed_not_hard_coded() -> None:
+    """The ceiling beside an audited bound: the one-run audit of a Gaussian mechanism that
+    spends exactly (ε, δ). It matches a simulation of that ideal mechanism, rises with ε and
+    with the number of guesses, and at (3, 1e-5) with 1,000 canaries and 200 guesses is
+    about 1.0: an audit there cannot tell ε = 3 from much less."""
+    from secagg.privacy.audit import audit_ceiling, gaussian_mu
+
+    rng = np.random.default_rng(0)
+    for epsilon in (3.0, 8.0):
+        ceiling = audit_ceiling(epsilon, 1e-5, 1000, 100, 100)
+        mu = gaussian_mu(epsilon, 1e-5)
+        simulated = []
+        for _ in range(40):
+            included = rng.random(1000) < 0.5
+            scores = rng.normal(size=1000) + mu * included
+            simulated.append(one_run_epsilon_lower_bound(scores, included, 100, 100, 0.95, 1e-5))
+        assert abs(np.median(simulated) - ceiling) < 0.25, (epsilon, ceiling, simulated)
+    assert audit_ceiling(3.0, 1e-5, 1000, 100, 100) == pytest.approx(1.0, abs=0.05)
+    ceilings = [audit_ceiling(e, 1e-5, 1000, 100, 100) for e in (1.0, 3.0, 8.0)]
+    assert ceilings == sorted(ceilings) and ceilings[0] < 0.5 < 2.5 < ceilings[2]
+    assert audit_ceiling(8.0, 1e-5, 10_000, 1000, 1000) > ceilings[2]  # more guesses, more proof
