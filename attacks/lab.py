@@ -612,6 +612,7 @@ PRIVACY_COLUMNS = (
     ("LiRA TPR at 0.1 % FPR", "lira", "tpr_at_0.1pct", "{:.4f}"),
     ("accountant ε", None, "epsilon", "{:.2f}"),
     ("audited ε lower bound", "audit", "epsilon_lower_bound", "{:.2f}"),
+    ("its ceiling at the accountant's ε", "audit", "epsilon_ceiling", "{:.2f}"),
 )
 
 

@@ -281,6 +281,7 @@ def run_inference_cell(
         metrics.update(
             epsilon_lower_bound=audit.epsilon_lower_bound,
             epsilon_audited_run=audit.epsilon_accountant if audit.noise_added else math.inf,
+            epsilon_ceiling=_ceiling(audit),
         )
         headline = audit.epsilon_lower_bound
     row.update(
@@ -492,6 +493,19 @@ def _inversion(
         "psnr_analytic": psnr_analytic,
         "inversion_sigma": sigma if sigma is not None else 0.0,
     }
+
+
+def _ceiling(audit: Any) -> float:
+    """What this audit could certify at best of a mechanism at exactly the accountant's ε
+    (∞ without noise: there is no claim to read the bound against)."""
+    from secagg.privacy.audit import audit_ceiling
+
+    if not audit.noise_added or not 0 < audit.epsilon_accountant < 100:
+        return math.inf
+    half = audit.guesses // 2
+    return audit_ceiling(
+        audit.epsilon_accountant, audit.delta, audit.canaries, half, audit.guesses - half
+    )
 
 
 def _audit(config: Config, canaries: int, key: tuple[str, str, int], cache: InferenceRuns) -> Any:

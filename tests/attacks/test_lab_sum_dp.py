@@ -16,6 +16,7 @@ from attacks.lab import Cell, _config, load_grid, run_grid
 from secagg.config import config_from_dict
 from secagg.data import load_federated
 from secagg.errors import ConfigError
+from secagg.privacy.audit import audit_ceiling
 
 INFERENCE = Path(__file__).resolve().parents[2] / "examples" / "inference.toml"
 
@@ -214,7 +215,16 @@ def test_every_inference_cell_runs_under_dp_on_the_sum(tmp_path: Path) -> None:
     audit = metrics["audit"]
     assert audit["epsilon_audited_run"] == pytest.approx(2.0, rel=0.02)
     assert 0.0 <= audit["epsilon_lower_bound"] <= audit["epsilon_audited_run"]
-    assert "| distributed-dp:2 | secagg |" in (tmp_path / "privacy.md").read_text()
+    # Beside it, what this audit (400 canaries, 200 guesses) certifies at best at ε = 2.
+    assert audit["epsilon_ceiling"] == pytest.approx(
+        audit_ceiling(audit["epsilon_audited_run"], 1e-5, 400, 100, 100)
+    )
+    assert 0.0 < audit["epsilon_ceiling"] < 2.0
+    privacy = (tmp_path / "privacy.md").read_text()
+    assert (
+        "| distributed-dp:2 | secagg |" in privacy
+        and "its ceiling at the accountant's ε" in privacy
+    )
 
 
 def test_poisoning_cells_under_dp_on_the_sum_are_not_applicable() -> None:
