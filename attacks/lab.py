@@ -52,6 +52,7 @@ from secagg.aggregation import rule_from_config
 from secagg.config import (
     CHOICES,
     HIDING_MODES,
+    SUM_MODES,
     Config,
     apply_overrides,
     config_from_dict,
@@ -61,7 +62,6 @@ from secagg.config import (
 from secagg.data import FederatedDataset, load_federated
 from secagg.errors import ConfigError, SecAggError
 from secagg.models import build_model, set_flat_params
-from secagg.privacy.sum_plan import SUM_MODES
 from secagg.simulation import run_simulation
 from secagg.training import evaluate
 

@@ -498,12 +498,13 @@ def _privacy_on_sum(args: argparse.Namespace) -> int:
 
 def _privacy_plan(args: argparse.Namespace) -> int:
     """The noisy-sum plan a run's config makes, and the ε each client would spend."""
-    from secagg.config import load_config
+    from secagg.config import SUM_MODES, load_config
     from secagg.data import load_federated
     from secagg.models import build_model, get_flat_params
-    from secagg.privacy.sum_plan import SUM_MODES, SumAccountant
+    from secagg.privacy.integer_encoding import padded_dimension
+    from secagg.privacy.sum_plan import SumAccountant
     from secagg.protection.masking import MaskingSum
-    from secagg.protection.noisy_sum import padded_dimension, sum_plan
+    from secagg.protection.noisy_sum import sum_plan
 
     config = load_config(args.config)
     if config.privacy.mode not in SUM_MODES:

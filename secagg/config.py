@@ -575,6 +575,8 @@ def validate(config: Config) -> None:
 
 #: Protection modes that hide each client's update from the aggregator.
 HIDING_MODES = ("secagg", "secagg+", "ckks", "paillier")
+#: Privacy modes that put the noise on the sum rather than on each client's training.
+SUM_MODES = ("central-dp", "distributed-dp")
 
 
 def _check_sum_privacy(config: Config) -> None:
@@ -589,7 +591,7 @@ def _check_sum_privacy(config: Config) -> None:
         pr.colluding_clients is None or pr.colluding_clients >= 0,
         f"privacy.colluding_clients must be >= 0, got {pr.colluding_clients}",
     )
-    if pr.mode not in ("central-dp", "distributed-dp"):
+    if pr.mode not in SUM_MODES:
         _check(
             run.clients_per_round == 0,
             "run.clients_per_round samples clients for privacy.mode = 'central-dp' or "

@@ -57,13 +57,12 @@ import numpy as np
 import torch
 
 from secagg.aggregation import rule_from_config
-from secagg.config import Config, PrivacySection
+from secagg.config import SUM_MODES, Config, PrivacySection
 from secagg.data import ClientData, FederatedDataset
 from secagg.errors import ConfigError, SecAggError
 from secagg.models import build_model, get_flat_params, set_flat_params
 from secagg.privacy.noise import NoiseSource
 from secagg.privacy.sum_clients import GradientSumClient
-from secagg.privacy.sum_plan import SUM_MODES
 from secagg.protection import make_protection
 from secagg.protection.dropout import DropoutSchedule
 from secagg.protection.noisy_sum import NoisySumProtection, ShareSource, make_noisy_sum

@@ -560,9 +560,7 @@ def _check_noisy_update(ctx: RoundContext, total: np.ndarray) -> None:
             )
             return
         if not np.array_equal(expected, ctx.update):
-            ctx.audit.fail(
-                "update", "the posted update is not the decoded noisy sum", ctx.poster
-            )
+            ctx.audit.fail("update", "the posted update is not the decoded noisy sum", ctx.poster)
             return
         ctx.audit.ok("update", "the decoded noisy sum (rotation, scale, step), equal")
 

@@ -36,7 +36,7 @@ from opacus.optimizers import DPOptimizer
 from scipy import special, stats
 from torch import nn
 
-from secagg.config import PrivacySection, TrainingSection
+from secagg.config import SUM_MODES, PrivacySection, TrainingSection
 from secagg.data import ClientData, FederatedDataset
 from secagg.errors import PrivacyError
 from secagg.models import LogisticRegression, get_flat_params, set_flat_params
@@ -585,7 +585,7 @@ def audit_noisy_sum(
         raise PrivacyError(
             "audit_noisy_sum needs exactly one of noise_multiplier and target_epsilon"
         )
-    if mode not in ("central-dp", "distributed-dp"):
+    if mode not in SUM_MODES:
         raise PrivacyError(f"audit_noisy_sum audits central-dp or distributed-dp, got {mode!r}")
     if disable_noise and mode != "distributed-dp":
         raise PrivacyError(

@@ -145,8 +145,9 @@ def _real(value: object, name: str, *, low: float, high: float, open_low: bool =
     return float(value)  # type: ignore[arg-type]
 
 
-def _next_power_of_two(n: int) -> int:
-    return 1 << (n - 1).bit_length()
+def padded_dimension(dim: int) -> int:
+    """d': the Walsh-Hadamard rotation works on the next power of two >= dim."""
+    return 1 << (dim - 1).bit_length()
 
 
 @dataclass(frozen=True)
@@ -317,7 +318,7 @@ class IntegerSpec:
     @property
     def padded_dim(self) -> int:
         """d' = the next power of two >= d: the Walsh-Hadamard transform needs it."""
-        return _next_power_of_two(self.dim)
+        return padded_dimension(self.dim)
 
     @property
     def scale(self) -> float:

@@ -187,10 +187,10 @@ class ClippedUpdateClient(_NoiseShares):
         local = self.trainer.train(global_params, round_idx)
         update = local.update.astype(np.float64)
         norm = float(np.linalg.norm(update))
-        if norm > self.clip:
-            update *= self.clip / norm
         if not math.isfinite(norm):
             raise ConfigError(f"client {data.name!r}, round {round_idx}: the update is NaN/inf")
+        if norm > self.clip:
+            update *= self.clip / norm
         return LocalResult(
             update=update,
             num_samples=local.num_samples,

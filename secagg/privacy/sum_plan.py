@@ -36,12 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from secagg.config import Config
+from secagg.config import SUM_MODES, Config
 from secagg.errors import ConfigError, PrivacyError
 from secagg.privacy.distributed_accounting import NoisySum, epsilon, noise_multiplier_for
 from secagg.privacy.integer_encoding import IntegerSpec, decode
-
-SUM_MODES = ("central-dp", "distributed-dp")
 
 
 def colluding_clients(config: Config, n: int) -> int:
@@ -226,11 +224,7 @@ class SumPrivacyPlan:
 
     def to_update(self, total: np.ndarray) -> np.ndarray:
         """The model update a decoded noisy sum stands for (float32)."""
-        if self.unit == "record":  # DP-FedSGD: one step along the mean clipped gradient
-            update = -self.lr * total / self.expected_contributions
-        else:  # DP-FedAvg: the mean clipped update
-            update = total / self.expected_contributions
-        return np.asarray(update, dtype=np.float64).astype(np.float32)
+        return _update(self.unit, self.lr, self.expected_contributions, total)
 
 
 @dataclass
@@ -287,6 +281,12 @@ def update_from_record(
     spec = IntegerSpec(**dp["spec"])
     seed = bytes.fromhex(str(record["rotation_seed"]))
     real = decode(total, spec, seed=seed, round_idx=round_idx)
-    scale = float(dp["expected_contributions"])
-    step = -float(dp["lr"]) if dp["unit"] == "record" else 1.0
-    return np.asarray(step * real / scale, dtype=np.float64).astype(np.float32)
+    return _update(dp["unit"], float(dp["lr"]), float(dp["expected_contributions"]), real)
+
+
+def _update(unit: str, lr: float, expected: float, total: np.ndarray) -> np.ndarray:
+    """DP-FedSGD (record unit): one step of ``lr`` along the mean clipped gradient;
+    DP-FedAvg (client unit): the mean clipped update. Both means are over the expected
+    count, a public number, never the count that happened to be sampled."""
+    step = -lr if unit == "record" else 1.0
+    return np.asarray(step * total / expected, dtype=np.float64).astype(np.float32)

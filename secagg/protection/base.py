@@ -23,6 +23,10 @@ from secagg.errors import (
 )
 from secagg.protection.dropout import DropoutSchedule
 
+#: What aborts a round's secure sum (too few survivors, secrets beyond correction, a sum that
+#: does not decode): the round is rejected, not the run.
+SUM_FAILURES = (BelowThresholdError, CryptoError, TamperedMessageError)
+
 
 @dataclass
 class AggregateOutcome:
@@ -152,7 +156,7 @@ class HiddenFedAvg:
         encodings = {c: self.encode(c, updates[c], declared[c], round_idx) for c in updates}
         try:
             outcome = self.secure_sum.sum(encodings, schedule, round_idx)
-        except (BelowThresholdError, CryptoError, TamperedMessageError) as exc:
+        except SUM_FAILURES as exc:
             # Too few survivors, secrets beyond correction, or a sum that does not decode (a
             # Paillier slot beyond what the summands can hold: one client's out-of-range
             # plaintext): the round is rejected, not the run.

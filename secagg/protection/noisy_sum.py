@@ -21,16 +21,11 @@ import numpy as np
 
 from secagg.config import Config
 from secagg.crypto.identity import IdentityDirectory
-from secagg.errors import (
-    AggregateRejectedError,
-    BelowThresholdError,
-    CryptoError,
-    TamperedMessageError,
-)
-from secagg.privacy.integer_encoding import decode, encode_integers, to_group
+from secagg.errors import AggregateRejectedError
+from secagg.privacy.integer_encoding import decode, encode_integers, padded_dimension, to_group
 from secagg.privacy.noise import NoiseSource
 from secagg.privacy.sum_plan import SumAccountant, SumPrivacyPlan
-from secagg.protection.base import AggregateOutcome
+from secagg.protection.base import SUM_FAILURES, AggregateOutcome, HiddenFedAvg
 from secagg.protection.dropout import DropoutSchedule
 from secagg.protection.he import HESum, decryption_threshold
 from secagg.protection.masking import MaskingSum
@@ -142,8 +137,8 @@ class NoisySumProtection:
         encode_seconds = (time.process_time() - start) / max(1, len(ints))
         try:
             total, included, stats = self._sum(ints, schedule, round_idx)
-        except (BelowThresholdError, CryptoError, TamperedMessageError) as exc:
-            return AggregateOutcome(None, [], f"{type(exc).__name__}: {exc}")
+        except SUM_FAILURES as exc:
+            return HiddenFedAvg.aborted(exc)
         return self.conclude(total, included, stats, round_idx, encode_seconds=encode_seconds)
 
     def conclude(
@@ -196,11 +191,6 @@ class NoisySumProtection:
             ),
         }
         return AggregateOutcome(update, included, stats=stats)
-
-
-def padded_dimension(dim: int) -> int:
-    """d': the rotation works on the next power of two."""
-    return 1 << max(0, dim - 1).bit_length()
 
 
 def sum_plan(

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from secagg.aggregation import AggregationRule, rule_from_config
-from secagg.config import Config
+from secagg.config import SUM_MODES, Config
 from secagg.data import ClientData, FederatedDataset, load_federated
 from secagg.errors import DataError
 from secagg.models import build_model, get_flat_params, set_flat_params
@@ -96,7 +96,7 @@ class Federation:
     @property
     def noise_on_sum(self) -> bool:
         """privacy.mode central-dp or distributed-dp: the clients send clipped vectors."""
-        return self.config.privacy.mode in ("central-dp", "distributed-dp")
+        return self.config.privacy.mode in SUM_MODES
 
     def client(
         self, index: int, data: ClientData | None = None, *, noise: NoiseSource | None = None
