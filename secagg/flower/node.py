@@ -439,12 +439,14 @@ class HospitalNode:
             secure_sum.params(r), noisy.client_input(self.id, local.update, r), self.identity
         )
         (message,) = self.masking.handle(request)
+        # Nothing in the clear beside the masked input says how the node trained: its loss is
+        # computed on raw data under no DP, and a loss or step count would tell the coordinator
+        # whether a client-level round's coin let it in (the amplification rests on not knowing).
         reply = {
             "client_id": self.id,
             "num_samples": local.num_samples,
-            "train_loss": local.train_loss,
+            "train_loss": float("nan"),
             "epsilon": epsilon,
-            "steps": local.steps,
         }
         return reply, {"reply": message.to_bytes()}
 

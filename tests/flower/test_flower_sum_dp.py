@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -458,3 +459,34 @@ def test_an_old_format_budget_file_still_loads_and_composes_with_the_sum(tmp_pat
     budget.write_text(json.dumps(saved))
     with pytest.raises(PolicyError, match=r"unreadable.*sum release"):
         NodeBudget(tmp_path / "state", 0).load()
+
+
+def test_a_nodes_train_reply_does_not_tell_the_coordinator_whether_it_was_sampled(
+    tmp_path: Path,
+) -> None:
+    """Client-level DP-FedAvg's amplification rests on the coordinator not knowing who joined
+    a round: the coin is the node's own and an absent node masks its noise share alone. Its
+    reply's meta must not say it either: a raw training loss or a step count of 0 would
+    (and the loss, computed on the node's data, is covered by no DP at all). Over rounds in
+    which the node joined and rounds in which it did not, every reply says the same."""
+    config = ddp(
+        "protection.consistency=none",
+        "privacy.unit=client",
+        "run.clients_per_round=2",
+        "run.rounds=8",
+    )
+    node = _ddp_node(tmp_path, config)
+    coordinator = SumCoordinator(node, sizes_of(node))
+    params = node.federation.initial_params()
+    replies = [coordinator.train(r, params) for r in range(8)]
+    joined = set(node.trainer.participated)  # type: ignore[union-attr]
+    assert 0 < len(joined) < 8  # both kinds of round happened
+    for reply in replies:
+        assert "steps" not in reply
+        assert np.isnan(reply["train_loss"])
+    withheld = [{k: v for k, v in rep.items() if k != "epsilon"} for rep in replies]
+    assert all(
+        json.dumps(w, sort_keys=True) == json.dumps(withheld[0], sort_keys=True) for w in withheld
+    )
+    epsilons = [rep["epsilon"] for rep in replies]
+    assert all(a < b for a, b in pairwise(epsilons))  # charged alike, joined or not
