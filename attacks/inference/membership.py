@@ -208,15 +208,8 @@ def pipeline_shadow_trainer(
     def train_shadow(X: np.ndarray, y: np.ndarray) -> np.ndarray:
         nonlocal calls
         trainer_seed = int(np.random.SeedSequence([seed, calls]).generate_state(1)[0])
+        data = _shadow_data(X, y, calls)
         calls += 1
-        features = np.asarray(X, dtype=np.float32)
-        data = ClientData(
-            name=f"shadow-{calls - 1}",
-            X_train=features,
-            y_train=np.asarray(y),
-            X_val=np.zeros((0, features.shape[1]), dtype=np.float32),
-            y_val=np.zeros(0, dtype=np.int64),
-        )
         trainer = LocalTrainer(data, model_factory, training, privacy, rounds, trainer_seed)
         params = get_flat_params(model_factory())
         for r in range(rounds):
@@ -224,6 +217,18 @@ def pipeline_shadow_trainer(
         return params
 
     return train_shadow
+
+
+def _shadow_data(X: np.ndarray, y: np.ndarray, index: int) -> ClientData:
+    """A shadow's training set as a client's (no validation rows)."""
+    features = np.asarray(X, dtype=np.float32)
+    return ClientData(
+        name=f"shadow-{index}",
+        X_train=features,
+        y_train=np.asarray(y),
+        X_val=np.zeros((0, features.shape[1]), dtype=np.float32),
+        y_val=np.zeros(0, dtype=np.int64),
+    )
 
 
 def noisy_sum_shadow_trainer(
@@ -260,16 +265,9 @@ def noisy_sum_shadow_trainer(
     def train_shadow(X: np.ndarray, y: np.ndarray) -> np.ndarray:
         nonlocal calls
         state = np.random.SeedSequence([seed, calls]).generate_state(2)
+        data = _shadow_data(X, y, calls)
         calls += 1
-        features = np.asarray(X, dtype=np.float32)
-        data = ClientData(
-            name=f"shadow-{calls - 1}",
-            X_train=features,
-            y_train=np.asarray(y),
-            X_val=np.zeros((0, features.shape[1]), dtype=np.float32),
-            y_val=np.zeros(0, dtype=np.int64),
-        )
-        batch = max(1, round(sample_rate * len(features)))
+        batch = max(1, round(sample_rate * data.num_samples))
         client = GradientSumClient(
             data,
             model_factory,
